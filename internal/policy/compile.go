@@ -1,0 +1,503 @@
+package policy
+
+import (
+	"encoding/hex"
+	"fmt"
+	"net/textproto"
+	"sort"
+	"strings"
+	"time"
+)
+
+// Options control compilation.
+type Options struct {
+	Generation uint64 // stamped on the snapshot; the cache keys on it
+	Source     string
+}
+
+// Defaults for settings a policy leaves out.
+const (
+	DefaultRealm          = "keygate"
+	DefaultSessionHeader  = "session"
+	DefaultIdentityPrefix = "x-keygate-"
+	DefaultMaxOrgKeys     = 5
+)
+
+// DefaultAPIKeyHeaders are read in order; "authorization" means Bearer.
+var DefaultAPIKeyHeaders = []string{"authorization", "x-api-key"}
+
+var httpMethods = map[string]bool{
+	"GET": true, "HEAD": true, "POST": true, "PUT": true, "PATCH": true,
+	"DELETE": true, "OPTIONS": true, "CONNECT": true, "TRACE": true,
+}
+
+// Compile merges fragments in order, validates the result and compiles it.
+// It returns Errors listing every problem found, each with file and line.
+func Compile(frags []*Fragment, opt Options) (*Snapshot, error) {
+	c := &compiler{seen: map[string]loc{}}
+	if len(frags) == 0 {
+		return nil, Errors{{File: opt.Source, Msg: "no policy found"}}
+	}
+	s := c.compile(frags, opt)
+	if len(c.errs) > 0 {
+		sort.SliceStable(c.errs, func(i, j int) bool {
+			a, b := c.errs[i], c.errs[j]
+			if a.File != b.File {
+				return c.fragOrder[a.File] < c.fragOrder[b.File]
+			}
+			return a.Line < b.Line
+		})
+		return nil, c.errs
+	}
+	return s, nil
+}
+
+// loc is where a value stands: a fragment and a path inside it.
+type loc struct {
+	f    *Fragment
+	path []any
+}
+
+func (l loc) at(p ...any) loc {
+	np := make([]any, 0, len(l.path)+len(p))
+	return loc{l.f, append(append(np, l.path...), p...)}
+}
+
+func (l loc) String() string {
+	if line := l.f.lineOf(l.path); line > 0 {
+		return fmt.Sprintf("%s:%d", l.f.Name, line)
+	}
+	return l.f.Name
+}
+
+type compiler struct {
+	errs      Errors
+	seen      map[string]loc // "kind\x00id" -> first place it was defined
+	fragOrder map[string]int
+}
+
+func (c *compiler) errorf(l loc, format string, args ...any) {
+	c.errs = append(c.errs, &Error{File: l.f.Name, Line: l.f.lineOf(l.path), Path: formatPath(l.path), Msg: fmt.Sprintf(format, args...)})
+}
+
+// unique records a name of a kind and reports a duplicate with both places.
+func (c *compiler) unique(kind, name string, l loc) bool {
+	k := kind + "\x00" + name
+	if first, dup := c.seen[k]; dup {
+		c.errorf(l, "duplicate %s %q (first defined at %s)", kind, name, first)
+		return false
+	}
+	c.seen[k] = l
+	return true
+}
+
+func (c *compiler) compile(frags []*Fragment, opt Options) *Snapshot {
+	c.fragOrder = map[string]int{}
+	s := &Snapshot{
+		Generation: opt.Generation,
+		Source:     opt.Source,
+		LoadedAt:   time.Now().UTC(),
+		byName:     map[string]*Endpoint{},
+		keys:       map[Digest]*Principal{},
+		sessions:   map[Digest]*Principal{},
+		orgTenant:  map[string]string{},
+	}
+	var settingsAt *loc
+	for i, f := range frags {
+		c.fragOrder[f.Name] = i
+		root := loc{f: f}
+		if f.Doc.Version != 1 {
+			if f.Doc.Version == 0 {
+				c.errorf(root.at("version"), "version is required; this keygate reads version: 1")
+			} else {
+				c.errorf(root.at("version"), "version %d is not supported; this keygate reads version: 1", f.Doc.Version)
+			}
+		}
+		if f.Doc.Settings != nil {
+			l := root.at("settings")
+			if settingsAt != nil {
+				c.errorf(l, "settings are defined twice (first at %s); keep them in one fragment", *settingsAt)
+			} else {
+				settingsAt = &l
+			}
+		}
+	}
+	var settings Settings
+	if settingsAt != nil {
+		settings = *settingsAt.f.Doc.Settings
+		c.settings(s, settings, *settingsAt)
+	} else {
+		c.settings(s, settings, loc{f: frags[0]})
+	}
+
+	groupIdx := map[string]int{}
+	for _, f := range frags {
+		for i, g := range f.Doc.Groups {
+			l := loc{f: f}.at("groups", i)
+			if !validName(g.Name) {
+				c.errorf(l.at("name"), "group name %q must be letters, digits, '-', '_' or '.'", g.Name)
+				continue
+			}
+			if c.unique("group", g.Name, l) {
+				groupIdx[g.Name] = len(s.groupNames)
+				s.groupNames = append(s.groupNames, g.Name)
+			}
+		}
+	}
+	tenants := map[string]bool{}
+	for _, f := range frags {
+		for i, t := range f.Doc.Tenants {
+			l := loc{f: f}.at("tenants", i)
+			if !validName(t.ID) {
+				c.errorf(l.at("id"), "tenant id %q must be letters, digits, '-', '_' or '.'", t.ID)
+				continue
+			}
+			if !c.unique("tenant", t.ID, l) {
+				continue
+			}
+			tenants[t.ID] = true
+			for j, o := range t.Orgs {
+				ol := l.at("orgs", j)
+				if !validName(o) {
+					c.errorf(ol, "organization %q must be letters, digits, '-', '_' or '.'", o)
+				} else if c.unique("organization", o, ol) {
+					s.orgTenant[o] = t.ID
+				}
+			}
+		}
+	}
+
+	for _, f := range frags {
+		for i := range f.Doc.Endpoints {
+			l := loc{f: f}.at("endpoints", i)
+			if e := c.endpoint(&f.Doc.Endpoints[i], l, groupIdx); e != nil && c.unique("endpoint", e.Name, l) {
+				e.Index = len(s.endpoints)
+				s.endpoints = append(s.endpoints, e)
+				s.byName[e.Name] = e
+			}
+		}
+	}
+
+	orgKeys := map[string]int{}
+	creds := func(kind Kind, section string, get func(f *Fragment, i int) credSpec) {
+		for _, f := range frags {
+			for i := 0; i < credCount(f, section); i++ {
+				l := loc{f: f}.at(section, i)
+				spec := get(f, i)
+				p, d, ok := c.credential(kind, spec, l, tenants, s.orgTenant, groupIdx, len(s.groupNames))
+				if !ok {
+					continue
+				}
+				if !c.unique("credential id", p.ID, l) {
+					continue
+				}
+				if !c.unique("credential digest", hex.EncodeToString(d[:]), l.at("hash")) {
+					continue
+				}
+				if kind == KindAPIKey {
+					if p.Org != "" && !p.Disabled {
+						orgKeys[p.Org]++
+						if orgKeys[p.Org] == s.MaxOrgKeys+1 {
+							c.errorf(l, "organization %q has more than %d active organization-level keys (max_org_keys); disable or remove one", p.Org, s.MaxOrgKeys)
+						}
+					}
+					s.keys[d] = p
+				} else {
+					s.sessions[d] = p
+				}
+			}
+		}
+	}
+	creds(KindAPIKey, "api_keys", func(f *Fragment, i int) credSpec {
+		k := &f.Doc.APIKeys[i]
+		return credSpec{k.ID, k.Name, k.Hash, k.Tenant, k.Org, k.User, k.Groups, k.Environment, k.ExpiresAt, k.Disabled}
+	})
+	creds(KindSession, "sessions", func(f *Fragment, i int) credSpec {
+		k := &f.Doc.Sessions[i]
+		return credSpec{k.ID, "", k.Hash, k.Tenant, k.Org, k.User, k.Groups, "", k.ExpiresAt, k.Disabled}
+	})
+	s.tenantCount = len(tenants)
+	return s
+}
+
+func credCount(f *Fragment, section string) int {
+	if section == "api_keys" {
+		return len(f.Doc.APIKeys)
+	}
+	return len(f.Doc.Sessions)
+}
+
+type credSpec struct {
+	id, name, hash, tenant, org, user string
+	groups                            []string
+	environment                       string
+	expiresAt                         *Timestamp
+	disabled                          bool
+}
+
+func (c *compiler) settings(s *Snapshot, st Settings, l loc) {
+	s.Realm = st.Realm
+	if s.Realm == "" {
+		s.Realm = DefaultRealm
+	}
+	if strings.ContainsAny(s.Realm, "\"\\\r\n") {
+		c.errorf(l.at("realm"), "realm %q must not contain quotes, backslashes or line breaks", s.Realm)
+	}
+	s.APIKeyHeaders = DefaultAPIKeyHeaders
+	if st.APIKeyHeaders != nil {
+		if len(st.APIKeyHeaders) == 0 {
+			c.errorf(l.at("api_key_headers"), "api_key_headers must name at least one header")
+		}
+		s.APIKeyHeaders = nil
+		for i, h := range st.APIKeyHeaders {
+			if !validHeader(h) {
+				c.errorf(l.at("api_key_headers", i), "%q is not a valid header name", h)
+			}
+			s.APIKeyHeaders = append(s.APIKeyHeaders, strings.ToLower(h))
+		}
+	}
+	s.SessionHeader = strings.ToLower(st.SessionHeader)
+	if s.SessionHeader == "" {
+		s.SessionHeader = DefaultSessionHeader
+	} else if !validHeader(s.SessionHeader) {
+		c.errorf(l.at("session_header"), "%q is not a valid header name", st.SessionHeader)
+	}
+	for _, h := range s.APIKeyHeaders {
+		if h == s.SessionHeader {
+			c.errorf(l.at("session_header"), "%q is both an API key header and the session header", h)
+		}
+	}
+	s.IdentityPrefix = strings.ToLower(st.IdentityHeaderPrefix)
+	if s.IdentityPrefix == "" {
+		s.IdentityPrefix = DefaultIdentityPrefix
+	} else if !validHeader(s.IdentityPrefix) {
+		c.errorf(l.at("identity_header_prefix"), "%q is not a valid header name prefix", st.IdentityHeaderPrefix)
+	}
+	for _, h := range append(append([]string(nil), s.APIKeyHeaders...), s.SessionHeader) {
+		if strings.HasPrefix(h, s.IdentityPrefix) {
+			c.errorf(l.at("identity_header_prefix"), "credential header %q starts with the identity header prefix %q", h, s.IdentityPrefix)
+		}
+	}
+	p := s.IdentityPrefix
+	s.Headers = IdentityHeaders{
+		User: p + "user", Tenant: p + "tenant", Org: p + "org", KeyID: p + "key-id",
+		SessionID: p + "session-id", Groups: p + "groups", Auth: p + "auth", Endpoint: p + "endpoint",
+	}
+	s.StripCredentials = st.StripCredentials == nil || *st.StripCredentials
+	s.MaxOrgKeys = DefaultMaxOrgKeys
+	if st.MaxOrgKeys != nil {
+		if *st.MaxOrgKeys < 1 {
+			c.errorf(l.at("max_org_keys"), "max_org_keys must be at least 1")
+		}
+		s.MaxOrgKeys = *st.MaxOrgKeys
+	}
+	switch st.Default {
+	case "", "deny":
+	case "allow":
+		s.DefaultAllow = true
+	default:
+		c.errorf(l.at("default"), "default must be deny or allow, not %q", st.Default)
+	}
+	s.Challenge = fmt.Sprintf("Bearer realm=%q", s.Realm)
+	s.ChallengeInvalid = fmt.Sprintf("Bearer realm=%q, error=\"invalid_token\"", s.Realm)
+}
+
+func (c *compiler) endpoint(ep *EndpointRule, l loc, groupIdx map[string]int) *Endpoint {
+	e := &Endpoint{Name: ep.Name, Anonymous: ep.Anonymous, orgCapture: -1}
+	ok := true
+	fail := func(at loc, format string, args ...any) {
+		c.errorf(at, format, args...)
+		ok = false
+	}
+	if !validName(ep.Name) {
+		fail(l.at("name"), "endpoint name %q must be letters, digits, '-', '_' or '.'", ep.Name)
+	}
+	pt, err := compilePattern(ep.Match.Path)
+	if err != nil {
+		fail(l.at("match", "path"), "%v", err)
+	}
+	e.path = pt
+	for i, m := range ep.Match.Methods {
+		um := strings.ToUpper(m)
+		if !httpMethods[um] {
+			fail(l.at("match", "methods", i), "%q is not an HTTP method", m)
+		}
+		e.methods = append(e.methods, um)
+	}
+	e.host = strings.ToLower(ep.Match.Host)
+	if strings.Contains(e.host, ":") {
+		fail(l.at("match", "host"), "host %q must not include a port; keygate matches it with or without one", ep.Match.Host)
+	} else if h := strings.TrimPrefix(e.host, "*."); e.host != "" && (h == "" || strings.ContainsAny(h, "*/ ")) {
+		fail(l.at("match", "host"), "host %q must be a name such as api.example.com or *.example.com", ep.Match.Host)
+	}
+	switch ep.Mode {
+	case "", "enforce":
+	case "shadow":
+		e.Shadow = true
+	default:
+		fail(l.at("mode"), "mode must be enforce or shadow, not %q", ep.Mode)
+	}
+	if ep.Anonymous {
+		if len(ep.Require) > 0 {
+			fail(l.at("require"), "an anonymous endpoint cannot require credentials")
+		}
+		if len(ep.Groups) > 0 {
+			fail(l.at("groups"), "an anonymous endpoint cannot require groups")
+		}
+		if ep.Org != nil {
+			fail(l.at("org"), "an anonymous endpoint cannot check an organization")
+		}
+	} else {
+		for i, r := range ep.Require {
+			switch r {
+			case "api_key":
+				e.RequireKey = true
+			case "session":
+				e.RequireSession = true
+			default:
+				fail(l.at("require", i), "require takes api_key and session, not %q", r)
+			}
+		}
+		if len(ep.Require) == 0 {
+			e.RequireKey = true
+		}
+	}
+	e.groups = newBitset(len(groupIdx))
+	for i, g := range ep.Groups {
+		idx, known := groupIdx[g]
+		if !known {
+			fail(l.at("groups", i), "group %q is not declared under groups", g)
+			continue
+		}
+		e.groups.set(idx)
+		e.HasGroups = true
+	}
+	if o := ep.Org; o != nil {
+		switch o.From {
+		case "path":
+			e.OrgFrom = OrgFromPath
+			if err == nil {
+				if e.orgCapture = pt.captureIndex(o.Name); e.orgCapture < 0 {
+					fail(l.at("org", "name"), "path %q has no {%s} segment to read the organization from", ep.Match.Path, o.Name)
+				}
+			}
+		case "header":
+			e.OrgFrom = OrgFromHeader
+			e.OrgHeader = strings.ToLower(o.Name)
+			if !validHeader(o.Name) {
+				fail(l.at("org", "name"), "%q is not a valid header name", o.Name)
+			}
+		default:
+			fail(l.at("org", "from"), "org.from must be path or header, not %q", o.From)
+		}
+	}
+	if !ok {
+		return nil
+	}
+	return e
+}
+
+func (c *compiler) credential(kind Kind, k credSpec, l loc, tenants map[string]bool, orgTenant map[string]string, groupIdx map[string]int, ngroups int) (*Principal, Digest, bool) {
+	ok := true
+	fail := func(at loc, format string, args ...any) {
+		c.errorf(at, format, args...)
+		ok = false
+	}
+	p := &Principal{Kind: kind, ID: k.id, Name: k.name, User: k.user, Tenant: k.tenant, Org: k.org, Environment: k.environment, Disabled: k.disabled}
+	if !validName(k.id) {
+		fail(l.at("id"), "id %q must be letters, digits, '-', '_' or '.'", k.id)
+	}
+	d, err := ParseDigest(k.hash)
+	if err != nil {
+		fail(l.at("hash"), "%v", err)
+	}
+	if k.user == "" {
+		fail(l.at("user"), "user is required: the principal requests run as")
+	} else if strings.ContainsAny(k.user, "\r\n,") {
+		fail(l.at("user"), "user must not contain commas or line breaks")
+	}
+	switch {
+	case k.tenant == "":
+		fail(l.at("tenant"), "tenant is required")
+	case !tenants[k.tenant]:
+		fail(l.at("tenant"), "tenant %q is not declared under tenants", k.tenant)
+	case k.org != "" && orgTenant[k.org] != k.tenant:
+		if orgTenant[k.org] == "" {
+			fail(l.at("org"), "organization %q is not declared under tenants", k.org)
+		} else {
+			fail(l.at("org"), "organization %q belongs to tenant %q, not %q", k.org, orgTenant[k.org], k.tenant)
+		}
+	}
+	p.groups = newBitset(ngroups)
+	seen := map[string]bool{}
+	for i, g := range k.groups {
+		idx, known := groupIdx[g]
+		if !known {
+			fail(l.at("groups", i), "group %q is not declared under groups", g)
+			continue
+		}
+		if !seen[g] {
+			seen[g] = true
+			p.groups.set(idx)
+			p.Groups = append(p.Groups, g)
+		}
+	}
+	sort.Strings(p.Groups)
+	p.GroupsHeader = strings.Join(p.Groups, ",")
+	if k.expiresAt != nil {
+		p.ExpiresAt = k.expiresAt.Time
+		p.expiresUnix = k.expiresAt.UnixNano()
+	}
+	return p, d, ok
+}
+
+// ParseDigest reads "sha256:<64 hex digits>".
+func ParseDigest(s string) (Digest, error) {
+	var d Digest
+	hexPart, found := strings.CutPrefix(s, "sha256:")
+	if !found {
+		if s == "" {
+			return d, fmt.Errorf("hash is required: \"sha256:\" and 64 hex digits of the key's SHA-256")
+		}
+		return d, fmt.Errorf("hash must be \"sha256:\" and 64 hex digits (never the key itself)")
+	}
+	if len(hexPart) != 64 {
+		return d, fmt.Errorf("hash must have 64 hex digits after sha256:, not %d", len(hexPart))
+	}
+	if _, err := hex.Decode(d[:], []byte(hexPart)); err != nil {
+		return d, fmt.Errorf("hash must be hex digits after sha256:")
+	}
+	return d, nil
+}
+
+// FormatDigest writes a digest as the policy spells it.
+func FormatDigest(d Digest) string { return "sha256:" + hex.EncodeToString(d[:]) }
+
+func validName(s string) bool {
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c == '_' || c == '-' || c == '.' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9') {
+			return false
+		}
+	}
+	return true
+}
+
+func validHeader(h string) bool {
+	if h == "" || h[0] == ':' {
+		return false
+	}
+	for i := 0; i < len(h); i++ {
+		if !isTokenChar(h[i]) {
+			return false
+		}
+	}
+	return textproto.CanonicalMIMEHeaderKey(h) != ""
+}
+
+func isTokenChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0
+}
