@@ -218,3 +218,10 @@ func (b bitset) intersects(o bitset) bool {
 	}
 	return false
 }
+
+// CapturePath returns the organization segment of path for an endpoint that
+// reads it from the path, when the path fits the endpoint's pattern. It is
+// used when Envoy names the endpoint instead of keygate matching it.
+func (e *Endpoint) CapturePath(path string) (string, bool) {
+	return e.path.match(path, e.orgCapture)
+}

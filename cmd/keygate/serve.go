@@ -1,0 +1,238 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"golang.org/x/sync/errgroup"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/reflection"
+
+	"github.com/keygate/keygate/internal/authz"
+	"github.com/keygate/keygate/internal/cache"
+	"github.com/keygate/keygate/internal/server"
+	"github.com/keygate/keygate/internal/source"
+)
+
+type serveConfig struct {
+	policy         string
+	grpcAddr       string
+	httpAddr       string
+	adminAddr      string
+	httpPathPrefix string
+	logFormat      string
+	logLevel       string
+	decisionLog    string
+	cacheSize      int
+	cacheNegTTL    time.Duration
+	drainTimeout   time.Duration
+	maxStreams     uint
+}
+
+func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
+	c := &serveConfig{}
+	fs := flag.NewFlagSet("keygate serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&c.policy, "policy", "", "policy file, or directory of policy fragments (*.yaml, *.yml, *.json); reloaded on change")
+	fs.StringVar(&c.grpcAddr, "grpc-addr", ":9001", "listen address for ext_authz gRPC (envoy.service.auth.v3) and grpc.health.v1")
+	fs.StringVar(&c.httpAddr, "http-addr", ":9002", "listen address for ext_authz HTTP (Envoy http_service); empty disables it")
+	fs.StringVar(&c.adminAddr, "admin-addr", ":9003", "listen address for /healthz and /readyz; empty disables it")
+	fs.StringVar(&c.httpPathPrefix, "http-path-prefix", "", "Envoy http_service path_prefix to strip before matching")
+	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or console")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.StringVar(&c.decisionLog, "decision-log", "denied", "which decisions to log: all, denied or off")
+	fs.IntVar(&c.cacheSize, "cache-size", cache.DefaultSize, "credential resolution cache entries")
+	fs.DurationVar(&c.cacheNegTTL, "cache-negative-ttl", cache.DefaultNegativeTTL, "how long an unknown credential is remembered")
+	fs.DurationVar(&c.drainTimeout, "drain-timeout", 15*time.Second, "on SIGTERM, how long in-flight checks may take to finish")
+	fs.UintVar(&c.maxStreams, "grpc-max-concurrent-streams", 1000, "gRPC max concurrent streams per connection")
+	return fs, c
+}
+
+func serve(args []string, stderr io.Writer) error {
+	fs, cfg := serveFlags(stderr)
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if cfg.policy == "" {
+		return fmt.Errorf("--policy is required (or KEYGATE_POLICY): a policy file or directory")
+	}
+	mode, err := server.ParseDecisionLogMode(cfg.decisionLog)
+	if err != nil {
+		return err
+	}
+	log, err := newLogger(cfg.logFormat, cfg.logLevel, stderr)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = log.Sync() }()
+
+	store := source.NewStore()
+	file := source.NewFile(cfg.policy, store, log.Named("policy"))
+	if err := file.Load(); err != nil {
+		return fmt.Errorf("load policy: %w", err)
+	}
+	creds, err := cache.New(cfg.cacheSize, cfg.cacheNegTTL)
+	if err != nil {
+		return err
+	}
+	decider := authz.New(store, creds)
+	dlog := server.NewDecisionLog(log, mode)
+	healthState := server.NewHealth(store)
+
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+
+	grpcLis, err := net.Listen("tcp", cfg.grpcAddr)
+	if err != nil {
+		return fmt.Errorf("listen grpc: %w", err)
+	}
+	grpcSrv := grpc.NewServer(grpc.MaxConcurrentStreams(uint32(cfg.maxStreams)))
+	authv3.RegisterAuthorizationServer(grpcSrv, server.NewAuthServer(decider, dlog))
+	grpcHealth := health.NewServer()
+	healthpb.RegisterHealthServer(grpcSrv, grpcHealth)
+	reflection.Register(grpcSrv)
+	grpcHealth.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
+	grpcHealth.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
+
+	var httpSrvs []*http.Server
+	listenHTTP := func(name, addr string, h http.Handler) (net.Listener, *http.Server, error) {
+		if addr == "" {
+			return nil, nil, nil
+		}
+		lis, err := net.Listen("tcp", addr)
+		if err != nil {
+			return nil, nil, fmt.Errorf("listen %s: %w", name, err)
+		}
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 96 << 10,
+			ErrorLog: zap.NewStdLog(log.Named(name))}
+		httpSrvs = append(httpSrvs, srv)
+		return lis, srv, nil
+	}
+	httpLis, httpSrv, err := listenHTTP("http", cfg.httpAddr, server.NewHTTPAuth(decider, dlog, cfg.httpPathPrefix))
+	if err != nil {
+		return err
+	}
+	adminLis, adminSrv, err := listenHTTP("admin", cfg.adminAddr, server.AdminHandler(healthState, nil))
+	if err != nil {
+		return err
+	}
+
+	snap := store.Current()
+	counts := snap.Counts()
+	log.Info("keygate started",
+		zap.String("version", version),
+		zap.String("policy", cfg.policy),
+		zap.Uint64("generation", snap.Generation),
+		zap.Int("api_keys", counts.APIKeys), zap.Int("sessions", counts.Sessions),
+		zap.Int("endpoints", counts.Endpoints), zap.Int("groups", counts.Groups),
+		zap.String("grpc_addr", grpcLis.Addr().String()),
+		zap.String("http_addr", addrOf(httpLis)), zap.String("admin_addr", addrOf(adminLis)),
+		zap.String("decision_log", cfg.decisionLog))
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return file.Run(gctx) })
+	g.Go(func() error {
+		for {
+			select {
+			case <-gctx.Done():
+				return nil
+			case <-hup:
+				log.Info("SIGHUP: reloading policy")
+				file.Trigger()
+			}
+		}
+	})
+	g.Go(func() error {
+		if err := grpcSrv.Serve(grpcLis); err != nil {
+			return fmt.Errorf("serve grpc: %w", err)
+		}
+		return nil
+	})
+	for _, p := range []struct {
+		lis net.Listener
+		srv *http.Server
+	}{{httpLis, httpSrv}, {adminLis, adminSrv}} {
+		if p.srv == nil {
+			continue
+		}
+		g.Go(func() error {
+			if err := p.srv.Serve(p.lis); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("serve %s: %w", p.lis.Addr(), err)
+			}
+			return nil
+		})
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		log.Info("shutting down: draining in-flight checks", zap.Duration("drain_timeout", cfg.drainTimeout))
+		healthState.Drain()
+		grpcHealth.Shutdown() // health checks now answer NOT_SERVING
+		drainCtx, cancel := context.WithTimeout(context.Background(), cfg.drainTimeout)
+		defer cancel()
+		done := make(chan struct{})
+		go func() { grpcSrv.GracefulStop(); close(done) }()
+		for _, s := range httpSrvs {
+			if s != adminSrv {
+				_ = s.Shutdown(drainCtx)
+			}
+		}
+		select {
+		case <-done:
+		case <-drainCtx.Done():
+			grpcSrv.Stop()
+		}
+		if adminSrv != nil {
+			_ = adminSrv.Shutdown(drainCtx)
+		}
+		return nil
+	})
+	err = g.Wait()
+	log.Info("keygate stopped")
+	return err
+}
+
+func addrOf(l net.Listener) string {
+	if l == nil {
+		return ""
+	}
+	return l.Addr().String()
+}
+
+func newLogger(format, level string, w io.Writer) (*zap.Logger, error) {
+	lvl, err := zapcore.ParseLevel(level)
+	if err != nil {
+		return nil, fmt.Errorf("--log-level: %w", err)
+	}
+	enc := zap.NewProductionEncoderConfig()
+	enc.TimeKey = "time"
+	enc.EncodeTime = zapcore.ISO8601TimeEncoder
+	var encoder zapcore.Encoder
+	switch format {
+	case "json":
+		encoder = zapcore.NewJSONEncoder(enc)
+	case "console":
+		enc.EncodeLevel = zapcore.CapitalLevelEncoder
+		encoder = zapcore.NewConsoleEncoder(enc)
+	default:
+		return nil, fmt.Errorf("--log-format must be json or console, not %q", format)
+	}
+	core := zapcore.NewCore(encoder, zapcore.Lock(zapcore.AddSync(w)), lvl)
+	return zap.New(core), nil
+}

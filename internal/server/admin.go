@@ -1,0 +1,69 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"sync/atomic"
+
+	"github.com/keygate/keygate/internal/source"
+)
+
+// Health tracks readiness: ready once a policy snapshot is loaded, and not
+// ready again once shutdown begins, so load balancers drain first.
+type Health struct {
+	store    *source.Store
+	draining atomic.Bool
+}
+
+// NewHealth returns readiness backed by store.
+func NewHealth(store *source.Store) *Health { return &Health{store: store} }
+
+// Drain marks the process as shutting down.
+func (h *Health) Drain() { h.draining.Store(true) }
+
+// Ready reports whether keygate should receive traffic, and why not.
+func (h *Health) Ready() (bool, string) {
+	switch {
+	case h.draining.Load():
+		return false, "shutting down"
+	case h.store.Current() == nil:
+		return false, "no policy loaded yet"
+	}
+	return true, "ok"
+}
+
+// AdminHandler serves /healthz (the process is alive), /readyz (a policy is
+// loaded and keygate is not draining; ?verbose shows reload status) and
+// extra handlers such as /metrics.
+func AdminHandler(h *Health, extra map[string]http.Handler) http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ready, why := h.Ready()
+		if _, verbose := r.URL.Query()["verbose"]; verbose {
+			w.Header().Set("Content-Type", "application/json")
+			if !ready {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+			st := h.store.Status()
+			_ = json.NewEncoder(w).Encode(map[string]any{
+				"ready": ready, "reason": why, "generation": st.Generation,
+				"last_success": st.LastSuccess, "last_reload_ok": st.LastReloadOK,
+				"last_error": st.LastError, "reloads_ok": st.ReloadsOK,
+				"reloads_failed": st.ReloadsFailed, "source": st.SourceName,
+			})
+			return
+		}
+		if !ready {
+			http.Error(w, why, http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	for path, handler := range extra {
+		mux.Handle(path, handler)
+	}
+	return mux
+}
