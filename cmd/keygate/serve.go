@@ -34,6 +34,7 @@ type serveConfig struct {
 	httpAddr       string
 	adminAddr      string
 	httpPathPrefix string
+	httpOrigin     string
 	logFormat      string
 	logLevel       string
 	decisionLog    string
@@ -52,6 +53,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.StringVar(&c.httpAddr, "http-addr", ":9002", "listen address for ext_authz HTTP (Envoy http_service); empty disables it")
 	fs.StringVar(&c.adminAddr, "admin-addr", ":9003", "listen address for /healthz and /readyz; empty disables it")
 	fs.StringVar(&c.httpPathPrefix, "http-path-prefix", "", "Envoy http_service path_prefix to strip before matching")
+	fs.StringVar(&c.httpOrigin, "http-original-request", "auto", "where the HTTP adapter reads the original method and path: auto (X-Original-URI, then X-Forwarded-Uri, then the request line), envoy (request line), x-original (nginx), x-forwarded (Caddy, Traefik)")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or console")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.decisionLog, "decision-log", "denied", "which decisions to log: all, denied or off")
@@ -71,6 +73,10 @@ func serve(args []string, stderr io.Writer) error {
 		return fmt.Errorf("--policy is required (or KEYGATE_POLICY): a policy file or directory")
 	}
 	mode, err := server.ParseDecisionLogMode(cfg.decisionLog)
+	if err != nil {
+		return err
+	}
+	origin, err := server.ParseOrigin(cfg.httpOrigin)
 	if err != nil {
 		return err
 	}
@@ -125,7 +131,7 @@ func serve(args []string, stderr io.Writer) error {
 		httpSrvs = append(httpSrvs, srv)
 		return lis, srv, nil
 	}
-	httpLis, httpSrv, err := listenHTTP("http", cfg.httpAddr, server.NewHTTPAuth(decider, dlog, cfg.httpPathPrefix))
+	httpLis, httpSrv, err := listenHTTP("http", cfg.httpAddr, server.NewHTTPAuth(decider, dlog, cfg.httpPathPrefix, origin))
 	if err != nil {
 		return err
 	}

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"fmt"
 	"net"
 	"net/http"
 	"strings"
@@ -9,19 +10,86 @@ import (
 	"github.com/keygate/keygate/internal/authz"
 )
 
-// HTTPAuth is the ext_authz HTTP adapter (Envoy's http_service). Envoy
-// forwards the original method, path (after an optional path_prefix) and the
-// allowed headers; only an exact 200 allows.
+// HTTPAuth is the ext_authz HTTP adapter, for Envoy's http_service, nginx
+// auth_request and Caddy/Traefik forward auth. Only an exact 200 allows.
 type HTTPAuth struct {
 	authz      *authz.Authorizer
 	log        *DecisionLog
 	pathPrefix string
+	origin     Origin
+}
+
+// Origin says where the HTTP adapter reads the original request from.
+type Origin uint8
+
+const (
+	// OriginAuto: X-Original-URI if present (nginx), else X-Forwarded-Uri
+	// (Caddy, Traefik), else the request line (Envoy http_service).
+	OriginAuto Origin = iota
+	// OriginEnvoy: the request line only; Envoy forwards the original method
+	// and path (after path_prefix).
+	OriginEnvoy
+	// OriginXOriginal: X-Original-Method and X-Original-URI (nginx).
+	OriginXOriginal
+	// OriginXForwarded: X-Forwarded-Method, X-Forwarded-Uri, X-Forwarded-Host.
+	OriginXForwarded
+)
+
+// ParseOrigin reads the --http-original-request flag.
+func ParseOrigin(s string) (Origin, error) {
+	switch s {
+	case "auto":
+		return OriginAuto, nil
+	case "envoy":
+		return OriginEnvoy, nil
+	case "x-original":
+		return OriginXOriginal, nil
+	case "x-forwarded":
+		return OriginXForwarded, nil
+	}
+	return 0, fmt.Errorf("original request must be auto, envoy, x-original or x-forwarded, not %q", s)
 }
 
 // NewHTTPAuth returns the HTTP adapter; pathPrefix is Envoy's
 // http_service.path_prefix, removed before matching.
-func NewHTTPAuth(a *authz.Authorizer, log *DecisionLog, pathPrefix string) *HTTPAuth {
-	return &HTTPAuth{authz: a, log: log, pathPrefix: strings.TrimSuffix(pathPrefix, "/")}
+func NewHTTPAuth(a *authz.Authorizer, log *DecisionLog, pathPrefix string, origin Origin) *HTTPAuth {
+	return &HTTPAuth{authz: a, log: log, pathPrefix: strings.TrimSuffix(pathPrefix, "/"), origin: origin}
+}
+
+// original reconstructs the request the proxy is asking about. A proxy
+// header that is present but incomplete yields an empty path, which is
+// denied as a bad path: keygate never guesses.
+func (h *HTTPAuth) original(req *http.Request) (method, host, path string) {
+	origin := h.origin
+	if origin == OriginAuto {
+		switch {
+		case req.Header.Get("X-Original-Uri") != "":
+			origin = OriginXOriginal
+		case req.Header.Get("X-Forwarded-Uri") != "":
+			origin = OriginXForwarded
+		default:
+			origin = OriginEnvoy
+		}
+	}
+	host = req.Host
+	if fh := req.Header.Get("X-Forwarded-Host"); fh != "" && origin != OriginEnvoy {
+		host = fh
+	}
+	switch origin {
+	case OriginXOriginal:
+		return req.Header.Get("X-Original-Method"), host, req.Header.Get("X-Original-Uri")
+	case OriginXForwarded:
+		return req.Header.Get("X-Forwarded-Method"), host, req.Header.Get("X-Forwarded-Uri")
+	}
+	path = req.RequestURI
+	if h.pathPrefix != "" {
+		rest, found := strings.CutPrefix(path, h.pathPrefix)
+		if !found || (rest != "" && rest[0] != '/' && rest[0] != '?') {
+			rest = "" // not under the prefix: denied as a bad path
+		}
+		path = rest
+	}
+	return req.Method, host, path
 }
 
 // HeadersToRemoveHeader carries, on an allowed answer, the request headers
@@ -30,17 +98,13 @@ const HeadersToRemoveHeader = "x-envoy-auth-headers-to-remove"
 
 func (h *HTTPAuth) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
-	path := req.RequestURI
-	if h.pathPrefix != "" {
-		rest, found := strings.CutPrefix(path, h.pathPrefix)
-		if !found || (rest != "" && rest[0] != '/' && rest[0] != '?') {
-			rest = "" // not under the prefix: denied as a bad path
-		}
-		path = rest
+	method, host, path := h.original(req)
+	if method == "" {
+		path = "" // a proxy that names the path must name the method too
 	}
 	r := authz.Request{
-		Method:  req.Method,
-		Host:    req.Host,
+		Method:  method,
+		Host:    host,
 		Path:    path,
 		Headers: authz.HTTPHeaders(req.Header),
 	}

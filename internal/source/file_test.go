@@ -1,0 +1,597 @@
+package source
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
+	"go.uber.org/zap/zaptest/observer"
+
+	"github.com/keygate/keygate/internal/policy"
+)
+
+// keyHash is the policy digest of the key named id (the test's "secret" is
+// the id itself).
+func keyHash(id string) string {
+	sum := sha256.Sum256([]byte(id))
+	return hex.EncodeToString(sum[:])
+}
+
+// policyText is a minimal valid policy holding one API key per id.
+func policyText(ids ...string) string {
+	var b strings.Builder
+	b.WriteString("version: 1\n")
+	b.WriteString("tenants: [{id: acme, orgs: [acme-eu]}]\n")
+	b.WriteString("endpoints:\n")
+	b.WriteString("  - {name: whoami, match: {path: /whoami}}\n")
+	b.WriteString("api_keys:\n")
+	for _, id := range ids {
+		fmt.Fprintf(&b, "  - {id: %s, hash: \"sha256:%s\", tenant: acme, user: bot}\n", id, keyHash(id))
+	}
+	return b.String()
+}
+
+// brokenText has an unknown field on line 3.
+const brokenText = "version: 1\ntenants: [{id: acme, orgs: [acme-eu]}]\nendpointz: []\n"
+
+func hasKey(s *policy.Snapshot, id string) bool {
+	return s != nil && s.Lookup(policy.KindAPIKey, policy.Digest(sha256.Sum256([]byte(id)))) != nil
+}
+
+func writeFile(t *testing.T, path, text string) {
+	t.Helper()
+	if err := os.WriteFile(path, []byte(text), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// replaceFile writes text to a temporary file and renames it over path, so
+// no reader ever sees a half-written file. Tests of what a reload does with
+// content use it; in-place writes are exercised in TestFileReload.
+func replaceFile(t *testing.T, path, text string) {
+	t.Helper()
+	tmp := path + ".tmp"
+	writeFile(t, tmp, text)
+	if err := os.Rename(tmp, path); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// rewriteInPlace writes text over the start of path without truncating it
+// first, so the file is never empty on the way (os.WriteFile truncates).
+func rewriteInPlace(t *testing.T, path, text string) {
+	t.Helper()
+	fh, err := os.OpenFile(path, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fh.WriteString(text); err != nil {
+		t.Fatal(err)
+	}
+	if err := fh.Close(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// newTestFile returns a File for path with a store and a logger that records
+// every entry.
+func newTestFile(t *testing.T, path string, opts ...FileOption) (*File, *Store, *observer.ObservedLogs) {
+	t.Helper()
+	core, logs := observer.New(zapcore.DebugLevel)
+	store := NewStore()
+	return NewFile(path, store, zap.New(core), opts...), store, logs
+}
+
+// waitFor polls cond every 10ms for up to 3s.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// waitNewGeneration waits for the store's snapshot to differ from old's
+// generation and returns the new snapshot.
+func waitNewGeneration(t *testing.T, store *Store, old uint64) *policy.Snapshot {
+	t.Helper()
+	deadline := time.Now().Add(3 * time.Second)
+	for {
+		if cur := store.Current(); cur != nil && cur.Generation != old {
+			return cur
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for a generation after %d (last error: %q)", old, store.Status().LastError)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// countMsg counts the entries logged with msg.
+func countMsg(logs *observer.ObservedLogs, msg string) int {
+	return logs.FilterMessage(msg).Len()
+}
+
+// startRun runs f until the test ends and returns once the watch is in place
+// (Run logs "watching policy" after its first look at the content).
+func startRun(t *testing.T, f *File, logs *observer.ObservedLogs) {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("Run: %v", err)
+			}
+		case <-time.After(3 * time.Second):
+			t.Error("Run did not return after cancel")
+		}
+	})
+	waitFor(t, "the watch to start", func() bool { return countMsg(logs, "watching policy") > 0 })
+}
+
+// k8sMount lays out dir like a ConfigMap volume: the data in a timestamped
+// directory, ..data linking to it and policy.yaml linking through ..data.
+func k8sMount(t *testing.T, dir, stamp, text string) {
+	t.Helper()
+	if err := os.Mkdir(filepath.Join(dir, stamp), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, stamp, "policy.yaml"), text)
+	if err := os.Symlink(stamp, filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink(filepath.Join("..data", "policy.yaml"), filepath.Join(dir, "policy.yaml")); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// k8sSwap updates dir the way the kubelet does: new timestamped directory,
+// ..data_tmp linking to it, renamed over ..data, old directory removed.
+func k8sSwap(t *testing.T, dir, oldStamp, newStamp, text string) {
+	t.Helper()
+	if err := os.Mkdir(filepath.Join(dir, newStamp), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, newStamp, "policy.yaml"), text)
+	tmp := filepath.Join(dir, "..data_tmp")
+	if err := os.Symlink(newStamp, tmp); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Rename(tmp, filepath.Join(dir, "..data")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(dir, oldStamp)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestFileLoadPublishes(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	writeFile(t, path, policyText("k1"))
+	f, store, logs := newTestFile(t, path)
+
+	if err := f.Load(); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	snap := store.Current()
+	if snap == nil || !hasKey(snap, "k1") {
+		t.Fatalf("snapshot %+v does not hold k1", snap)
+	}
+	if got, want := snap.Counts(), (policy.Counts{APIKeys: 1, Endpoints: 1, Tenants: 1, Orgs: 1}); got != want {
+		t.Errorf("counts = %+v, want %+v", got, want)
+	}
+	if snap.Source != path {
+		t.Errorf("source = %q, want %q", snap.Source, path)
+	}
+	if st := store.Status(); !st.LastReloadOK || st.ReloadsOK != 1 || st.Generation != snap.Generation {
+		t.Errorf("status = %+v", st)
+	}
+	loaded := logs.FilterMessage("policy loaded").All()
+	if len(loaded) != 1 {
+		t.Fatalf("%d 'policy loaded' lines, want 1", len(loaded))
+	}
+	fields := loaded[0].ContextMap()
+	want := map[string]any{
+		"source": path, "generation": snap.Generation,
+		"api_keys": int64(1), "sessions": int64(0), "endpoints": int64(1),
+	}
+	for k, v := range want {
+		if fields[k] != v {
+			t.Errorf("field %s = %v (%T), want %v (%T)", k, fields[k], fields[k], v, v)
+		}
+	}
+}
+
+func TestFileLoadBrokenNamesFileAndLine(t *testing.T) {
+	t.Run("file", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "policy.yaml")
+		writeFile(t, path, brokenText)
+		f, store, _ := newTestFile(t, path)
+		err := f.Load()
+		if err == nil {
+			t.Fatal("Load of a broken policy succeeded")
+		}
+		var pe policy.Errors
+		if !errors.As(err, &pe) {
+			t.Errorf("error %T is not policy.Errors", err)
+		}
+		if want := path + ":3:"; !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not contain %q", err, want)
+		}
+		if store.Current() != nil {
+			t.Error("a broken policy was published")
+		}
+		if st := store.Status(); st.ReloadsFailed != 1 || !strings.Contains(st.LastError, "policy.yaml:3") {
+			t.Errorf("status = %+v", st)
+		}
+	})
+	t.Run("directory", func(t *testing.T) {
+		dir := t.TempDir()
+		writeFile(t, filepath.Join(dir, "a.yaml"), policyText("k1"))
+		writeFile(t, filepath.Join(dir, "b.yaml"), brokenText)
+		f, _, _ := newTestFile(t, dir)
+		err := f.Load()
+		if err == nil || !strings.Contains(err.Error(), filepath.Join(dir, "b.yaml")+":3:") {
+			t.Errorf("Load error = %v, want one naming b.yaml:3", err)
+		}
+	})
+	t.Run("missing", func(t *testing.T) {
+		f, _, _ := newTestFile(t, filepath.Join(t.TempDir(), "nope.yaml"))
+		if err := f.Load(); err == nil || !strings.Contains(err.Error(), "nope.yaml") {
+			t.Errorf("Load error = %v, want one naming nope.yaml", err)
+		}
+	})
+}
+
+func TestFileReload(t *testing.T) {
+	tests := []struct {
+		name string
+		// setup writes the first version (key k1) and returns --policy.
+		setup func(t *testing.T, dir string) string
+		// change replaces it with the second version.
+		change func(t *testing.T, dir string)
+		// want are the keys after the change; k1 is gone unless listed.
+		want []string
+		// atomic changes never show a reader a half-written file, so they
+		// must not be refused on the way.
+		atomic bool
+	}{{
+		name: "in-place write",
+		setup: func(t *testing.T, dir string) string {
+			writeFile(t, filepath.Join(dir, "policy.yaml"), policyText("k1"))
+			return filepath.Join(dir, "policy.yaml")
+		},
+		change: func(t *testing.T, dir string) {
+			writeFile(t, filepath.Join(dir, "policy.yaml"), policyText("k2"))
+		},
+	}, {
+		name: "atomic rename",
+		setup: func(t *testing.T, dir string) string {
+			writeFile(t, filepath.Join(dir, "policy.yaml"), policyText("k1"))
+			return filepath.Join(dir, "policy.yaml")
+		},
+		change: func(t *testing.T, dir string) {
+			tmp := filepath.Join(dir, "policy.yaml.tmp")
+			writeFile(t, tmp, policyText("k2"))
+			if err := os.Rename(tmp, filepath.Join(dir, "policy.yaml")); err != nil {
+				t.Fatal(err)
+			}
+		},
+		atomic: true,
+	}, {
+		name: "kubernetes swap, file",
+		setup: func(t *testing.T, dir string) string {
+			k8sMount(t, dir, "..2026_01_01", policyText("k1"))
+			return filepath.Join(dir, "policy.yaml")
+		},
+		change: func(t *testing.T, dir string) {
+			k8sSwap(t, dir, "..2026_01_01", "..2026_01_02", policyText("k2"))
+		},
+		atomic: true,
+	}, {
+		name: "kubernetes swap, directory",
+		setup: func(t *testing.T, dir string) string {
+			k8sMount(t, dir, "..2026_01_01", policyText("k1"))
+			return dir
+		},
+		change: func(t *testing.T, dir string) {
+			k8sSwap(t, dir, "..2026_01_01", "..2026_01_02", policyText("k2"))
+		},
+		atomic: true,
+	}, {
+		name: "directory, fragment added",
+		setup: func(t *testing.T, dir string) string {
+			writeFile(t, filepath.Join(dir, "a.yaml"), policyText("k1"))
+			return dir
+		},
+		change: func(t *testing.T, dir string) {
+			writeFile(t, filepath.Join(dir, "b.yml"), "version: 1\napi_keys:\n  - {id: k2, hash: \"sha256:"+keyHash("k2")+"\", tenant: acme, user: bot}\n")
+		},
+		want: []string{"k1", "k2"},
+	}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			f, store, logs := newTestFile(t, tt.setup(t, dir))
+			if err := f.Load(); err != nil {
+				t.Fatalf("Load: %v", err)
+			}
+			first := store.Current()
+			if !hasKey(first, "k1") {
+				t.Fatal("first snapshot lacks k1")
+			}
+			startRun(t, f, logs)
+
+			tt.change(t, dir)
+			snap := waitNewGeneration(t, store, first.Generation)
+			want := tt.want
+			if want == nil {
+				want = []string{"k2"}
+			}
+			if c := snap.Counts(); c.APIKeys != len(want) {
+				t.Errorf("snapshot after the change has %d keys, want %v", c.APIKeys, want)
+			}
+			for _, id := range want {
+				if !hasKey(snap, id) {
+					t.Errorf("snapshot after the change lacks %s", id)
+				}
+			}
+			// A slow in-place write may be read half-done and refused
+			// (then loaded when it completes); an atomic one may not.
+			if n := logs.FilterLevelExact(zapcore.ErrorLevel).Len(); tt.atomic && n != 0 {
+				t.Errorf("%d error lines logged: %v", n, logs.FilterLevelExact(zapcore.ErrorLevel).All())
+			}
+		})
+	}
+}
+
+func TestFileRefusesBrokenEditThenLoadsFix(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	writeFile(t, path, policyText("k1"))
+	f, store, logs := newTestFile(t, path)
+	if err := f.Load(); err != nil {
+		t.Fatal(err)
+	}
+	good := store.Current()
+	startRun(t, f, logs)
+
+	// valid -> invalid: refused, the old snapshot keeps serving.
+	replaceFile(t, path, brokenText)
+	waitFor(t, "the broken edit to be refused and logged", func() bool {
+		return store.Status().ReloadsFailed == 1 && logs.FilterLevelExact(zapcore.ErrorLevel).Len() > 0
+	})
+	if store.Current() != good {
+		t.Fatal("the snapshot changed after a broken edit")
+	}
+	st := store.Status()
+	if want := path + ":3:"; !strings.Contains(st.LastError, want) || st.LastReloadOK {
+		t.Errorf("status = %+v, want a failed reload naming %s", st, want)
+	}
+	refused := logs.FilterLevelExact(zapcore.ErrorLevel).All()
+	if len(refused) != 1 {
+		t.Fatalf("%d error lines for one broken edit, want 1", len(refused))
+	}
+	if msg, _ := refused[0].ContextMap()["error"].(string); !strings.Contains(msg, path+":3:") {
+		t.Errorf("error line's error field = %q, want it to name %s:3", msg, path)
+	}
+
+	// The same broken bytes again: skipped, not refused and logged twice.
+	unchanged := countMsg(logs, "policy unchanged")
+	rewriteInPlace(t, path, brokenText)
+	waitFor(t, "the rewrite to be looked at", func() bool { return countMsg(logs, "policy unchanged") > unchanged })
+	if st := store.Status(); st.ReloadsFailed != 1 {
+		t.Errorf("ReloadsFailed = %d after rewriting the same broken bytes, want 1", st.ReloadsFailed)
+	}
+
+	// invalid -> valid: published.
+	replaceFile(t, path, policyText("k2"))
+	snap := waitNewGeneration(t, store, good.Generation)
+	if !hasKey(snap, "k2") {
+		t.Error("fixed policy lacks k2")
+	}
+	if st := store.Status(); !st.LastReloadOK || st.LastError != "" || st.ReloadsFailed != 1 {
+		t.Errorf("status after the fix = %+v", st)
+	}
+
+	// Logs carry counts and errors, never policy contents.
+	for _, e := range logs.All() {
+		line := e.Message + fmt.Sprint(e.ContextMap())
+		for _, id := range []string{"k1", "k2"} {
+			if strings.Contains(line, keyHash(id)) {
+				t.Errorf("log line %q holds a policy digest", line)
+			}
+		}
+	}
+}
+
+func TestFileUnchangedContentIsSkipped(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	writeFile(t, path, policyText("k1"))
+	f, store, logs := newTestFile(t, path)
+	if err := f.Load(); err != nil {
+		t.Fatal(err)
+	}
+	first := store.Current()
+	startRun(t, f, logs)
+
+	unchanged := countMsg(logs, "policy unchanged")
+	now := time.Now()
+	if err := os.Chtimes(path, now, now); err != nil { // touch
+		t.Fatal(err)
+	}
+	rewriteInPlace(t, path, policyText("k1")) // the same bytes, in place
+	replaceFile(t, path, policyText("k1"))    // and renamed over
+	waitFor(t, "the rewrite to be looked at", func() bool { return countMsg(logs, "policy unchanged") > unchanged })
+	if store.Current() != first {
+		t.Fatalf("generation %d -> %d for unchanged content", first.Generation, store.Current().Generation)
+	}
+	if st := store.Status(); st.ReloadsOK != 1 || st.ReloadsFailed != 0 {
+		t.Errorf("status = %+v, want one load and no failures", st)
+	}
+
+	// No generation was spent on the skipped content.
+	replaceFile(t, path, policyText("k2"))
+	if snap := waitNewGeneration(t, store, first.Generation); snap.Generation != first.Generation+1 {
+		t.Errorf("generation after a change = %d, want %d", snap.Generation, first.Generation+1)
+	}
+}
+
+func TestFileTrigger(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	writeFile(t, path, policyText("k1"))
+	// With an hour of debounce, only Trigger can reload within the test.
+	f, store, logs := newTestFile(t, path, WithDebounce(time.Hour))
+	if err := f.Load(); err != nil {
+		t.Fatal(err)
+	}
+	first := store.Current()
+
+	// Trigger never blocks, with or without Run.
+	for range 10 {
+		f.Trigger()
+	}
+	startRun(t, f, logs)
+
+	writeFile(t, path, policyText("k1", "k2"))
+	f.Trigger()
+	snap := waitNewGeneration(t, store, first.Generation)
+	if c := snap.Counts(); c.APIKeys != 2 || !hasKey(snap, "k2") {
+		t.Errorf("snapshot after Trigger has %d keys (k2=%v), want 2 with k2", c.APIKeys, hasKey(snap, "k2"))
+	}
+
+	// Trigger with unchanged content does not publish.
+	unchanged := countMsg(logs, "policy unchanged")
+	f.Trigger()
+	waitFor(t, "the trigger to be handled", func() bool { return countMsg(logs, "policy unchanged") > unchanged })
+	if store.Current() != snap {
+		t.Error("Trigger with unchanged content published a new snapshot")
+	}
+}
+
+func TestFileWatchesRecreatedDirectory(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "conf")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "policy.yaml"), policyText("k1"))
+	f, store, logs := newTestFile(t, dir)
+	f.retry = 20 * time.Millisecond
+	if err := f.Load(); err != nil {
+		t.Fatal(err)
+	}
+	first := store.Current()
+	startRun(t, f, logs)
+
+	if err := os.RemoveAll(dir); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the lost watch to be noticed", func() bool {
+		return countMsg(logs, "policy directory removed; serving the current policy and retrying the watch") == 1
+	})
+	if store.Current() != first {
+		t.Fatal("the snapshot changed when its directory was removed")
+	}
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, filepath.Join(dir, "policy.yaml"), policyText("k2"))
+	snap := waitNewGeneration(t, store, first.Generation)
+	if !hasKey(snap, "k2") {
+		t.Error("policy in the recreated directory not loaded")
+	}
+	waitFor(t, "the watch to be back", func() bool { return countMsg(logs, "watching policy directory again") == 1 })
+
+	// The new directory is watched: a later edit is seen.
+	writeFile(t, filepath.Join(dir, "policy.yaml"), policyText("k3"))
+	if snap := waitNewGeneration(t, store, snap.Generation); !hasKey(snap, "k3") {
+		t.Error("edit in the recreated directory not loaded")
+	}
+}
+
+func TestFileRunStopsOnCancel(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	writeFile(t, path, policyText("k1"))
+	f, _, logs := newTestFile(t, path)
+	if err := f.Load(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	waitFor(t, "the watch to start", func() bool { return countMsg(logs, "watching policy") > 0 })
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run after cancel = %v, want nil", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+}
+
+func TestFileRunFailsWithoutDirectory(t *testing.T) {
+	f, _, _ := newTestFile(t, filepath.Join(t.TempDir(), "missing", "policy.yaml"))
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	if err := f.Run(ctx); err == nil || ctx.Err() != nil {
+		t.Errorf("Run = %v, want an immediate error for a missing directory", err)
+	}
+}
+
+func TestFileRelevantEvents(t *testing.T) {
+	dir := t.TempDir()
+	fileMode := NewFile(filepath.Join(dir, "policy.yaml"), NewStore(), nil)
+	dirMode := NewFile(dir, NewStore(), nil)
+	ev := func(name string, op fsnotify.Op) fsnotify.Event {
+		return fsnotify.Event{Name: filepath.Join(dir, name), Op: op}
+	}
+	tests := []struct {
+		ev            fsnotify.Event
+		file, dirWant bool
+	}{
+		{ev("policy.yaml", fsnotify.Write), true, true},
+		{ev("policy.yaml", fsnotify.Create), true, true},
+		{ev("policy.yaml", fsnotify.Remove), true, true},
+		{ev("policy.yaml", fsnotify.Rename), true, true},
+		{ev("policy.yaml", fsnotify.Chmod), false, false},
+		{ev("..data", fsnotify.Create), true, true},
+		{ev("..data_tmp", fsnotify.Create), false, false},
+		{ev("..data_tmp", fsnotify.Rename), false, false},
+		{ev("..2026_01_02", fsnotify.Create), false, false},
+		{ev("policy.yaml.tmp", fsnotify.Create), false, false},
+		{ev(".policy.yaml.swp", fsnotify.Write), false, false},
+		{ev("other.yaml", fsnotify.Write), false, true},
+		{ev("other.JSON", fsnotify.Create), false, true},
+		{ev("README.md", fsnotify.Write), false, false},
+	}
+	for _, tt := range tests {
+		if got := fileMode.relevant(tt.ev); got != tt.file {
+			t.Errorf("file mode: relevant(%v) = %v, want %v", tt.ev, got, tt.file)
+		}
+		if got := dirMode.relevant(tt.ev); got != tt.dirWant {
+			t.Errorf("directory mode: relevant(%v) = %v, want %v", tt.ev, got, tt.dirWant)
+		}
+	}
+	gone := fsnotify.Event{Name: dir, Op: fsnotify.Remove}
+	if !dirMode.isDirGone(gone) || !fileMode.isDirGone(gone) {
+		t.Error("removal of the watched directory not recognised")
+	}
+}
