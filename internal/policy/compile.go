@@ -3,7 +3,9 @@ package policy
 import (
 	"encoding/hex"
 	"fmt"
+	"math"
 	"net/textproto"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -74,6 +76,9 @@ type compiler struct {
 	errs      Errors
 	seen      map[string]loc // "kind\x00id" -> first place it was defined
 	fragOrder map[string]int
+
+	credentialHeaders map[string]bool // from settings, for endpoint checks
+	identityPrefix    string
 }
 
 func (c *compiler) errorf(l loc, format string, args ...any) {
@@ -240,8 +245,8 @@ func (c *compiler) settings(s *Snapshot, st Settings, l loc) {
 	if s.Realm == "" {
 		s.Realm = DefaultRealm
 	}
-	if strings.ContainsAny(s.Realm, "\"\\\r\n") {
-		c.errorf(l.at("realm"), "realm %q must not contain quotes, backslashes or line breaks", s.Realm)
+	if strings.ContainsFunc(s.Realm, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '"' || r == '\\' }) {
+		c.errorf(l.at("realm"), "realm %q must not contain quotes, backslashes or control characters", s.Realm)
 	}
 	s.APIKeyHeaders = DefaultAPIKeyHeaders
 	if st.APIKeyHeaders != nil {
@@ -250,10 +255,14 @@ func (c *compiler) settings(s *Snapshot, st Settings, l loc) {
 		}
 		s.APIKeyHeaders = nil
 		for i, h := range st.APIKeyHeaders {
-			if !validHeader(h) {
+			lh := strings.ToLower(h)
+			switch {
+			case !validHeader(h):
 				c.errorf(l.at("api_key_headers", i), "%q is not a valid header name", h)
+			case slices.Contains(s.APIKeyHeaders, lh):
+				c.errorf(l.at("api_key_headers", i), "%q is listed twice", h)
 			}
-			s.APIKeyHeaders = append(s.APIKeyHeaders, strings.ToLower(h))
+			s.APIKeyHeaders = append(s.APIKeyHeaders, lh)
 		}
 	}
 	s.SessionHeader = strings.ToLower(st.SessionHeader)
@@ -278,6 +287,11 @@ func (c *compiler) settings(s *Snapshot, st Settings, l loc) {
 			c.errorf(l.at("identity_header_prefix"), "credential header %q starts with the identity header prefix %q", h, s.IdentityPrefix)
 		}
 	}
+	c.credentialHeaders = map[string]bool{s.SessionHeader: true}
+	for _, h := range s.APIKeyHeaders {
+		c.credentialHeaders[h] = true
+	}
+	c.identityPrefix = s.IdentityPrefix
 	p := s.IdentityPrefix
 	s.Headers = IdentityHeaders{
 		User: p + "user", Tenant: p + "tenant", Org: p + "org", KeyID: p + "key-id",
@@ -384,8 +398,13 @@ func (c *compiler) endpoint(ep *EndpointRule, l loc, groupIdx map[string]int) *E
 		case "header":
 			e.OrgFrom = OrgFromHeader
 			e.OrgHeader = strings.ToLower(o.Name)
-			if !validHeader(o.Name) {
+			switch {
+			case !validHeader(o.Name):
 				fail(l.at("org", "name"), "%q is not a valid header name", o.Name)
+			case c.credentialHeaders[e.OrgHeader]:
+				fail(l.at("org", "name"), "%q is a credential header; name the organization in a header of its own", o.Name)
+			case strings.HasPrefix(e.OrgHeader, c.identityPrefix):
+				fail(l.at("org", "name"), "%q starts with the identity header prefix %q: keygate sets those headers itself", o.Name, c.identityPrefix)
 			}
 		default:
 			fail(l.at("org", "from"), "org.from must be path or header, not %q", o.From)
@@ -446,9 +465,22 @@ func (c *compiler) credential(kind Kind, k credSpec, l loc, tenants map[string]b
 	p.GroupsHeader = strings.Join(p.Groups, ",")
 	if k.expiresAt != nil {
 		p.ExpiresAt = k.expiresAt.Time
-		p.expiresUnix = k.expiresAt.UnixNano()
+		p.expiresUnix = expiryNanos(k.expiresAt.Time)
 	}
 	return p, d, ok
+}
+
+// expiryNanos is t in UnixNano for ExpiredAt, clamped to what an int64 holds
+// (a "never" such as 9999-12-31 must not wrap into the past) and never 0,
+// which means "does not expire".
+func expiryNanos(t time.Time) int64 {
+	switch {
+	case t.After(time.Unix(0, math.MaxInt64)):
+		return math.MaxInt64
+	case !t.After(time.Unix(0, 0)):
+		return math.MinInt64
+	}
+	return t.UnixNano()
 }
 
 // ParseDigest reads "sha256:<64 hex digits>".

@@ -98,13 +98,14 @@ type Session struct {
 }
 
 // Timestamp is an RFC 3339 time that decodes the same from YAML (where it may
-// be an unquoted timestamp) and JSON (where it is always a string).
+// be an unquoted timestamp) and JSON (where it is always a string). A bad time
+// is a TypeError, so decoding goes on and reports the other problems too.
 type Timestamp struct{ time.Time }
 
 // UnmarshalYAML implements yaml.Unmarshaler.
 func (t *Timestamp) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
-		return fmt.Errorf("line %d: expected an RFC 3339 time such as 2027-06-30T00:00:00Z", n.Line)
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: expected an RFC 3339 time such as 2027-06-30T00:00:00Z", n.Line)}}
 	}
 	v := strings.TrimSpace(n.Value)
 	parsed, err := time.Parse(time.RFC3339, v)
@@ -112,7 +113,7 @@ func (t *Timestamp) UnmarshalYAML(n *yaml.Node) error {
 		if d, derr := time.Parse("2006-01-02", v); derr == nil {
 			parsed = d
 		} else {
-			return fmt.Errorf("line %d: %q is not an RFC 3339 time such as 2027-06-30T00:00:00Z", n.Line, v)
+			return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not an RFC 3339 time such as 2027-06-30T00:00:00Z", n.Line, v)}}
 		}
 	}
 	t.Time = parsed.UTC()

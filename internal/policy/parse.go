@@ -54,7 +54,7 @@ func Parse(name string, data []byte) (*Fragment, error) {
 var (
 	yamlLineRe    = regexp.MustCompile(`^(?:yaml: )?line (\d+): (.*)$`)
 	unknownFldRe  = regexp.MustCompile(`^field (\S+) not found in type \S+$`)
-	unmarshalToRe = regexp.MustCompile(`^cannot unmarshal !!(\w+) ` + "`" + `?(.*?)` + "`" + `? into (\S+)$`)
+	unmarshalToRe = regexp.MustCompile(`^cannot unmarshal !!(\w+)(?: ` + "`" + `(.*)` + "`" + `)? into (\S+)$`)
 )
 
 // yamlErrors turns yaml.v3's messages into located policy errors that speak
@@ -77,7 +77,11 @@ func yamlErrors(name string, err error) error {
 		if sm := unknownFldRe.FindStringSubmatch(e.Msg); sm != nil {
 			e.Msg = fmt.Sprintf("unknown field %q", sm[1])
 		} else if sm := unmarshalToRe.FindStringSubmatch(e.Msg); sm != nil {
-			e.Msg = fmt.Sprintf("%s %q has the wrong type here (want %s)", sm[1], sm[2], goTypeName(sm[3]))
+			got := fmt.Sprintf("%s %q", sm[1], sm[2])
+			if sm[1] == "seq" || sm[1] == "map" { // yaml.v3 shows no value for these
+				got = map[string]string{"seq": "a list", "map": "a mapping"}[sm[1]]
+			}
+			e.Msg = fmt.Sprintf("%s has the wrong type here (want %s)", got, goTypeName(sm[3]))
 		}
 		out = append(out, e)
 	}

@@ -56,7 +56,7 @@ func compilePattern(p string) (pattern, error) {
 		case strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}"):
 			name := s[1 : len(s)-1]
 			if !isIdent(name) {
-				return pattern{}, fmt.Errorf("path %q: capture {%s} needs a name of letters, digits and _", p, name)
+				return pattern{}, fmt.Errorf("path %q: capture {%s} needs a name of letters, digits, - and _", p, name)
 			}
 			if seen[name] {
 				return pattern{}, fmt.Errorf("path %q captures {%s} twice", p, name)
@@ -118,7 +118,10 @@ func (pt pattern) match(path string, capture int) (string, bool) {
 			captured = seg
 		}
 	}
-	return captured, !more
+	if more {
+		return "", false
+	}
+	return captured, true
 }
 
 func isIdent(s string) bool {
