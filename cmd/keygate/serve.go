@@ -8,12 +8,15 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 	"golang.org/x/sync/errgroup"
@@ -24,6 +27,7 @@ import (
 
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/cache"
+	"github.com/keygate/keygate/internal/metrics"
 	"github.com/keygate/keygate/internal/server"
 	"github.com/keygate/keygate/internal/source"
 )
@@ -42,6 +46,7 @@ type serveConfig struct {
 	cacheNegTTL    time.Duration
 	drainTimeout   time.Duration
 	maxStreams     uint
+	adminPprof     bool
 }
 
 func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
@@ -60,6 +65,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.IntVar(&c.cacheSize, "cache-size", cache.DefaultSize, "credential resolution cache entries")
 	fs.DurationVar(&c.cacheNegTTL, "cache-negative-ttl", cache.DefaultNegativeTTL, "how long an unknown credential is remembered")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 15*time.Second, "on SIGTERM, how long in-flight checks may take to finish")
+	fs.BoolVar(&c.adminPprof, "admin-pprof", false, "serve Go's /debug/pprof/ on the admin address")
 	fs.UintVar(&c.maxStreams, "grpc-max-concurrent-streams", 1000, "gRPC max concurrent streams per connection")
 	return fs, c
 }
@@ -96,6 +102,11 @@ func serve(args []string, stderr io.Writer) error {
 		return err
 	}
 	decider := authz.New(store, creds)
+	reg := prometheus.NewRegistry()
+	observer, err := metrics.New(reg, metrics.Config{Store: store, Cache: creds, Source: "file"})
+	if err != nil {
+		return fmt.Errorf("register metrics: %w", err)
+	}
 	dlog := server.NewDecisionLog(log, mode)
 	healthState := server.NewHealth(store)
 
@@ -110,7 +121,7 @@ func serve(args []string, stderr io.Writer) error {
 		return fmt.Errorf("listen grpc: %w", err)
 	}
 	grpcSrv := grpc.NewServer(grpc.MaxConcurrentStreams(uint32(cfg.maxStreams)))
-	authv3.RegisterAuthorizationServer(grpcSrv, server.NewAuthServer(decider, dlog))
+	authv3.RegisterAuthorizationServer(grpcSrv, server.NewAuthServer(decider, dlog, observer))
 	grpcHealth := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, grpcHealth)
 	reflection.Register(grpcSrv)
@@ -131,11 +142,11 @@ func serve(args []string, stderr io.Writer) error {
 		httpSrvs = append(httpSrvs, srv)
 		return lis, srv, nil
 	}
-	httpLis, httpSrv, err := listenHTTP("http", cfg.httpAddr, server.NewHTTPAuth(decider, dlog, cfg.httpPathPrefix, origin))
+	httpLis, httpSrv, err := listenHTTP("http", cfg.httpAddr, server.NewHTTPAuth(decider, dlog, cfg.httpPathPrefix, origin, observer))
 	if err != nil {
 		return err
 	}
-	adminLis, adminSrv, err := listenHTTP("admin", cfg.adminAddr, server.AdminHandler(healthState, nil))
+	adminLis, adminSrv, err := listenHTTP("admin", cfg.adminAddr, server.AdminHandler(healthState, adminExtras(reg, cfg.adminPprof)))
 	if err != nil {
 		return err
 	}
@@ -212,6 +223,22 @@ func serve(args []string, stderr io.Writer) error {
 	err = g.Wait()
 	log.Info("keygate stopped")
 	return err
+}
+
+// adminExtras are the admin port's handlers beyond health: /metrics, and
+// pprof when asked for (never on the serving ports).
+func adminExtras(reg *prometheus.Registry, pprofOn bool) map[string]http.Handler {
+	h := map[string]http.Handler{
+		"GET /metrics": promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg}),
+	}
+	if pprofOn {
+		h["/debug/pprof/"] = http.HandlerFunc(pprof.Index)
+		h["/debug/pprof/cmdline"] = http.HandlerFunc(pprof.Cmdline)
+		h["/debug/pprof/profile"] = http.HandlerFunc(pprof.Profile)
+		h["/debug/pprof/symbol"] = http.HandlerFunc(pprof.Symbol)
+		h["/debug/pprof/trace"] = http.HandlerFunc(pprof.Trace)
+	}
+	return h
 }
 
 func addrOf(l net.Listener) string {

@@ -222,6 +222,12 @@ func (c *compiler) compile(frags []*Fragment, opt Options) *Snapshot {
 		return credSpec{k.ID, "", k.Hash, k.Tenant, k.Org, k.User, k.Groups, "", k.ExpiresAt, k.Disabled}
 	})
 	s.tenantCount = len(tenants)
+	for _, p := range s.keys {
+		if !p.Disabled && p.expiresUnix != 0 {
+			s.keyExpiries = append(s.keyExpiries, p.expiresUnix)
+		}
+	}
+	slices.Sort(s.keyExpiries)
 	return s
 }
 

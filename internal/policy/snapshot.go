@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"slices"
 	"strings"
 	"time"
 )
@@ -151,6 +152,7 @@ type Snapshot struct {
 	orgTenant   map[string]string
 	groupNames  []string
 	tenantCount int
+	keyExpiries []int64 // UnixNano expiry of each active key that has one, sorted
 }
 
 // Endpoints returns the endpoints in match order. Do not modify.
@@ -224,4 +226,13 @@ func (b bitset) intersects(o bitset) bool {
 // used when Envoy names the endpoint instead of keygate matching it.
 func (e *Endpoint) CapturePath(path string) (string, bool) {
 	return e.path.match(path, e.orgCapture)
+}
+
+// APIKeysExpiring counts the active keys that expire in [now, now+within),
+// for the operator's "rotate soon" alert.
+func (s *Snapshot) APIKeysExpiring(now time.Time, within time.Duration) int {
+	from, to := now.UnixNano(), now.Add(within).UnixNano()
+	lo, _ := slices.BinarySearch(s.keyExpiries, from)
+	hi, _ := slices.BinarySearch(s.keyExpiries, to)
+	return hi - lo
 }

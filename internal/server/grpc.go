@@ -23,11 +23,12 @@ type AuthServer struct {
 	authv3.UnimplementedAuthorizationServer
 	authz *authz.Authorizer
 	log   *DecisionLog
+	obs   Observer
 }
 
-// NewAuthServer returns the gRPC ext_authz adapter.
-func NewAuthServer(a *authz.Authorizer, log *DecisionLog) *AuthServer {
-	return &AuthServer{authz: a, log: log}
+// NewAuthServer returns the gRPC ext_authz adapter; obs may be nil.
+func NewAuthServer(a *authz.Authorizer, log *DecisionLog, obs Observer) *AuthServer {
+	return &AuthServer{authz: a, log: log, obs: orNop(obs)}
 }
 
 // Check decides one request. Only OK, UNAUTHENTICATED and PERMISSION_DENIED
@@ -50,6 +51,7 @@ func (s *AuthServer) Check(_ context.Context, req *authv3.CheckRequest) (*authv3
 	}
 	d := s.authz.Decide(&r)
 	if d.Result == authz.Unavailable {
+		s.obs.ObserveDecision("grpc", &d, time.Since(start))
 		s.logDecision(&d, &r, attrs, "", start)
 		return nil, status.Error(codes.Unavailable, "keygate has no policy loaded yet")
 	}
@@ -58,6 +60,7 @@ func (s *AuthServer) Check(_ context.Context, req *authv3.CheckRequest) (*authv3
 		id = authz.DecisionID(firstNonEmpty(headers["x-request-id"], h.GetId()))
 	}
 	resp := checkResponse(&d, &r, id)
+	s.obs.ObserveDecision("grpc", &d, time.Since(start))
 	s.logDecision(&d, &r, attrs, id, start)
 	return resp, nil
 }

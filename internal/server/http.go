@@ -17,6 +17,7 @@ type HTTPAuth struct {
 	log        *DecisionLog
 	pathPrefix string
 	origin     Origin
+	obs        Observer
 }
 
 // Origin says where the HTTP adapter reads the original request from.
@@ -51,9 +52,9 @@ func ParseOrigin(s string) (Origin, error) {
 }
 
 // NewHTTPAuth returns the HTTP adapter; pathPrefix is Envoy's
-// http_service.path_prefix, removed before matching.
-func NewHTTPAuth(a *authz.Authorizer, log *DecisionLog, pathPrefix string, origin Origin) *HTTPAuth {
-	return &HTTPAuth{authz: a, log: log, pathPrefix: strings.TrimSuffix(pathPrefix, "/"), origin: origin}
+// http_service.path_prefix, removed before matching; obs may be nil.
+func NewHTTPAuth(a *authz.Authorizer, log *DecisionLog, pathPrefix string, origin Origin, obs Observer) *HTTPAuth {
+	return &HTTPAuth{authz: a, log: log, pathPrefix: strings.TrimSuffix(pathPrefix, "/"), origin: origin, obs: orNop(obs)}
 }
 
 // original reconstructs the request the proxy is asking about. A proxy
@@ -114,6 +115,7 @@ func (h *HTTPAuth) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		id = authz.DecisionID(req.Header.Get("x-request-id"))
 	}
 	writeHTTPAnswer(w, &d, &r, id)
+	h.obs.ObserveDecision("http", &d, time.Since(start))
 	if h.log.wants(&d) {
 		src, _, _ := net.SplitHostPort(req.RemoteAddr)
 		h.log.write(&d, entry{transport: "http", id: id, method: r.Method, path: r.Path, source: src, start: start})

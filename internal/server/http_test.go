@@ -35,7 +35,7 @@ api_keys:
 	st := source.NewStore()
 	st.Publish(snap)
 	c, _ := cache.New(10, time.Second)
-	return NewHTTPAuth(authz.New(st, c), NewDecisionLog(zap.NewNop(), LogOff), prefix, origin)
+	return NewHTTPAuth(authz.New(st, c), NewDecisionLog(zap.NewNop(), LogOff), prefix, origin, nil)
 }
 
 // TestHTTPOriginalRequest shows which request keygate decides for each proxy
