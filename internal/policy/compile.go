@@ -36,7 +36,7 @@ var httpMethods = map[string]bool{
 // Compile merges fragments in order, validates the result and compiles it.
 // It returns Errors listing every problem found, each with file and line.
 func Compile(frags []*Fragment, opt Options) (*Snapshot, error) {
-	c := &compiler{seen: map[string]loc{}}
+	c := &compiler{seen: make(map[string]loc, 2*(countAll(frags, "api_keys")+countAll(frags, "sessions")))}
 	if len(frags) == 0 {
 		return nil, Errors{{File: opt.Source, Msg: "no policy found"}}
 	}
@@ -103,8 +103,8 @@ func (c *compiler) compile(frags []*Fragment, opt Options) *Snapshot {
 		Source:     opt.Source,
 		LoadedAt:   time.Now().UTC(),
 		byName:     map[string]*Endpoint{},
-		keys:       map[Digest]*Principal{},
-		sessions:   map[Digest]*Principal{},
+		keys:       make(map[Digest]*Principal, countAll(frags, "api_keys")),
+		sessions:   make(map[Digest]*Principal, countAll(frags, "sessions")),
 		orgTenant:  map[string]string{},
 	}
 	var settingsAt *loc
@@ -229,6 +229,14 @@ func (c *compiler) compile(frags []*Fragment, opt Options) *Snapshot {
 	}
 	slices.Sort(s.keyExpiries)
 	return s
+}
+
+func countAll(frags []*Fragment, section string) int {
+	n := 0
+	for _, f := range frags {
+		n += credCount(f, section)
+	}
+	return n
 }
 
 func credCount(f *Fragment, section string) int {

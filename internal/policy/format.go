@@ -4,6 +4,7 @@
 package policy
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"time"
@@ -13,88 +14,88 @@ import (
 
 // Document is one policy file or fragment as written by people.
 type Document struct {
-	Version   int            `yaml:"version"`
-	Settings  *Settings      `yaml:"settings"`
-	Groups    []Group        `yaml:"groups"`
-	Tenants   []Tenant       `yaml:"tenants"`
-	Endpoints []EndpointRule `yaml:"endpoints"`
-	APIKeys   []APIKey       `yaml:"api_keys"`
-	Sessions  []Session      `yaml:"sessions"`
+	Version   int            `yaml:"version" json:"version"`
+	Settings  *Settings      `yaml:"settings" json:"settings"`
+	Groups    []Group        `yaml:"groups" json:"groups"`
+	Tenants   []Tenant       `yaml:"tenants" json:"tenants"`
+	Endpoints []EndpointRule `yaml:"endpoints" json:"endpoints"`
+	APIKeys   []APIKey       `yaml:"api_keys" json:"api_keys"`
+	Sessions  []Session      `yaml:"sessions" json:"sessions"`
 }
 
 // Settings tune how requests are read and answered.
 type Settings struct {
-	Realm                string   `yaml:"realm"`
-	APIKeyHeaders        []string `yaml:"api_key_headers"`
-	SessionHeader        string   `yaml:"session_header"`
-	IdentityHeaderPrefix string   `yaml:"identity_header_prefix"`
-	StripCredentials     *bool    `yaml:"strip_credentials"`
-	MaxOrgKeys           *int     `yaml:"max_org_keys"`
-	Default              string   `yaml:"default"`
+	Realm                string   `yaml:"realm" json:"realm"`
+	APIKeyHeaders        []string `yaml:"api_key_headers" json:"api_key_headers"`
+	SessionHeader        string   `yaml:"session_header" json:"session_header"`
+	IdentityHeaderPrefix string   `yaml:"identity_header_prefix" json:"identity_header_prefix"`
+	StripCredentials     *bool    `yaml:"strip_credentials" json:"strip_credentials"`
+	MaxOrgKeys           *int     `yaml:"max_org_keys" json:"max_org_keys"`
+	Default              string   `yaml:"default" json:"default"`
 }
 
 // Group is an access group that endpoints and credentials name.
 type Group struct {
-	Name        string `yaml:"name"`
-	Description string `yaml:"description"`
+	Name        string `yaml:"name" json:"name"`
+	Description string `yaml:"description" json:"description"`
 }
 
 // Tenant owns organizations; a tenant-level credential reaches all of them.
 type Tenant struct {
-	ID   string   `yaml:"id"`
-	Name string   `yaml:"name"`
-	Orgs []string `yaml:"orgs"`
+	ID   string   `yaml:"id" json:"id"`
+	Name string   `yaml:"name" json:"name"`
+	Orgs []string `yaml:"orgs" json:"orgs"`
 }
 
 // EndpointRule is one rule; the first endpoint that matches a request decides it.
 type EndpointRule struct {
-	Name      string   `yaml:"name"`
-	Match     Match    `yaml:"match"`
-	Anonymous bool     `yaml:"anonymous"`
-	Require   []string `yaml:"require"`
-	Groups    []string `yaml:"groups"`
-	Org       *OrgRule `yaml:"org"`
-	Mode      string   `yaml:"mode"`
+	Name      string   `yaml:"name" json:"name"`
+	Match     Match    `yaml:"match" json:"match"`
+	Anonymous bool     `yaml:"anonymous" json:"anonymous"`
+	Require   []string `yaml:"require" json:"require"`
+	Groups    []string `yaml:"groups" json:"groups"`
+	Org       *OrgRule `yaml:"org" json:"org"`
+	Mode      string   `yaml:"mode" json:"mode"`
 }
 
 // Match selects requests by method, path pattern and host.
 type Match struct {
-	Methods []string `yaml:"methods"`
-	Path    string   `yaml:"path"`
-	Host    string   `yaml:"host"`
+	Methods []string `yaml:"methods" json:"methods"`
+	Path    string   `yaml:"path" json:"path"`
+	Host    string   `yaml:"host" json:"host"`
 }
 
 // OrgRule says where a request names the organization it targets.
 type OrgRule struct {
-	From string `yaml:"from"`
-	Name string `yaml:"name"`
+	From string `yaml:"from" json:"from"`
+	Name string `yaml:"name" json:"name"`
 }
 
 // APIKey is a key known by its digest; the key itself is never stored.
 type APIKey struct {
-	ID          string     `yaml:"id"`
-	Name        string     `yaml:"name"`
-	Hash        string     `yaml:"hash"`
-	Tenant      string     `yaml:"tenant"`
-	Org         string     `yaml:"org"`
-	User        string     `yaml:"user"`
-	Groups      []string   `yaml:"groups"`
-	Environment string     `yaml:"environment"`
-	CreatedAt   *Timestamp `yaml:"created_at"`
-	ExpiresAt   *Timestamp `yaml:"expires_at"`
-	Disabled    bool       `yaml:"disabled"`
+	ID          string     `yaml:"id" json:"id"`
+	Name        string     `yaml:"name" json:"name"`
+	Hash        string     `yaml:"hash" json:"hash"`
+	Tenant      string     `yaml:"tenant" json:"tenant"`
+	Org         string     `yaml:"org" json:"org"`
+	User        string     `yaml:"user" json:"user"`
+	Groups      []string   `yaml:"groups" json:"groups"`
+	Environment string     `yaml:"environment" json:"environment"`
+	CreatedAt   *Timestamp `yaml:"created_at" json:"created_at"`
+	ExpiresAt   *Timestamp `yaml:"expires_at" json:"expires_at"`
+	Disabled    bool       `yaml:"disabled" json:"disabled"`
 }
 
 // Session is a session token known by its digest.
 type Session struct {
-	ID        string     `yaml:"id"`
-	Hash      string     `yaml:"hash"`
-	User      string     `yaml:"user"`
-	Tenant    string     `yaml:"tenant"`
-	Org       string     `yaml:"org"`
-	Groups    []string   `yaml:"groups"`
-	ExpiresAt *Timestamp `yaml:"expires_at"`
-	Disabled  bool       `yaml:"disabled"`
+	ID        string     `yaml:"id" json:"id"`
+	Hash      string     `yaml:"hash" json:"hash"`
+	User      string     `yaml:"user" json:"user"`
+	Tenant    string     `yaml:"tenant" json:"tenant"`
+	Org       string     `yaml:"org" json:"org"`
+	Groups    []string   `yaml:"groups" json:"groups"`
+	ExpiresAt *Timestamp `yaml:"expires_at" json:"expires_at"`
+	Disabled  bool       `yaml:"disabled" json:"disabled"`
 }
 
 // Timestamp is an RFC 3339 time that decodes the same from YAML (where it may
@@ -118,6 +119,15 @@ func (t *Timestamp) UnmarshalYAML(n *yaml.Node) error {
 	}
 	t.Time = parsed.UTC()
 	return nil
+}
+
+// UnmarshalJSON implements json.Unmarshaler with the same rules.
+func (t *Timestamp) UnmarshalJSON(b []byte) error {
+	var v string
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("expected an RFC 3339 time such as 2027-06-30T00:00:00Z")
+	}
+	return t.UnmarshalYAML(&yaml.Node{Kind: yaml.ScalarNode, Value: v})
 }
 
 // MarshalYAML writes the time back in RFC 3339.

@@ -2,6 +2,7 @@ package policy
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -18,11 +19,13 @@ import (
 type Fragment struct {
 	Name string // shown in errors: a file path or namespace/configmap/key
 	Doc  Document
-	root *yaml.Node // for line numbers of semantic errors
+	data []byte     // the source text, kept to locate semantic errors
+	root *yaml.Node // parsed from data on the first error only
 }
 
-// MaxFragmentSize bounds one policy source; a ConfigMap holds at most 1 MiB.
-const MaxFragmentSize = 16 << 20
+// MaxFragmentSize bounds one policy source: room for a million keys in one
+// JSON file, and a bound on what a runaway file can make keygate read.
+const MaxFragmentSize = 256 << 20
 
 // Parse decodes one YAML or JSON policy source strictly: an unknown field is
 // an error that names its line.
@@ -30,18 +33,22 @@ func Parse(name string, data []byte) (*Fragment, error) {
 	if len(data) > MaxFragmentSize {
 		return nil, Errors{{File: name, Msg: fmt.Sprintf("policy is %d bytes; the limit is %d", len(data), MaxFragmentSize)}}
 	}
-	f := &Fragment{Name: name}
-	var root yaml.Node
-	if err := yaml.Unmarshal(data, &root); err != nil {
-		return nil, yamlErrors(name, err)
+	// One strict decoding pass; the node tree that gives semantic errors
+	// their line numbers is built only when there is an error to place,
+	// which keeps loading a policy of a million keys affordable.
+	f := &Fragment{Name: name, data: data}
+	if isJSON(name, data) && decodeJSON(data, &f.Doc) == nil {
+		return f, nil
 	}
-	if root.Kind == 0 || (root.Kind == yaml.DocumentNode && len(root.Content) == 0) {
-		return nil, Errors{{File: name, Msg: "policy is empty"}}
-	}
-	f.root = &root
+	// YAML, or JSON that encoding/json refused: yaml.v3 reads JSON too and
+	// says on which line the problem is.
+	f.Doc = Document{}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
 	if err := dec.Decode(&f.Doc); err != nil {
+		if errors.Is(err, io.EOF) {
+			return nil, Errors{{File: name, Msg: "policy is empty"}}
+		}
 		return nil, yamlErrors(name, err)
 	}
 	var extra yaml.Node
@@ -49,6 +56,31 @@ func Parse(name string, data []byte) (*Fragment, error) {
 		return nil, Errors{{File: name, Line: extra.Line, Msg: "more than one YAML document; put each policy in its own file"}}
 	}
 	return f, nil
+}
+
+// isJSON tells whether the fast JSON decoder should try first: big key sets
+// are best kept in .json fragments, which decode an order of magnitude faster.
+func isJSON(name string, data []byte) bool {
+	if strings.HasSuffix(strings.ToLower(name), ".json") {
+		return true
+	}
+	trimmed := bytes.TrimLeft(data, " \t\r\n")
+	return len(trimmed) > 0 && trimmed[0] == '{'
+}
+
+// decodeJSON decodes strictly: unknown fields and trailing data are errors.
+// Unlike the YAML path, encoding/json matches field names regardless of case
+// and lets a repeated key win; neither can smuggle in an unknown field.
+func decodeJSON(data []byte, doc *Document) error {
+	dec := json.NewDecoder(bytes.NewReader(data))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(doc); err != nil {
+		return err
+	}
+	if dec.More() {
+		return fmt.Errorf("trailing data")
+	}
+	return nil
 }
 
 var (
@@ -107,8 +139,15 @@ func goTypeName(t string) string {
 // lineOf finds the line of the node at path (map keys and list indexes) in a
 // fragment, falling back to the deepest ancestor that exists.
 func (f *Fragment) lineOf(path []any) int {
-	if f == nil || f.root == nil {
+	if f == nil {
 		return 0
+	}
+	if f.root == nil {
+		var root yaml.Node
+		if err := yaml.Unmarshal(f.data, &root); err != nil {
+			return 0
+		}
+		f.root = &root
 	}
 	n := f.root
 	if n.Kind == yaml.DocumentNode && len(n.Content) > 0 {
