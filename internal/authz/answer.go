@@ -137,8 +137,10 @@ func (d *Decision) IdentityHeaders(dst []Header) []Header {
 func (d *Decision) HeadersToRemove(dst []string, in Headers, set []Header) []string {
 	snap := d.Snapshot
 	if snap.StripCredentials {
-		if d.keyHeader != "" {
-			dst = append(dst, d.keyHeader)
+		for i, name := range snap.APIKeyHeaders {
+			if d.keyHeaders&(1<<uint(i)) != 0 {
+				dst = append(dst, name)
+			}
 		}
 		if d.hasSess {
 			dst = append(dst, snap.SessionHeader)

@@ -44,6 +44,14 @@ func TestIdentityHeadersAndRemovals(t *testing.T) {
 			wantRemove: []string{"session", "x-api-key"},
 		},
 		{
+			name:    "the same key in two headers: both stripped",
+			path:    "/whoami",
+			headers: map[string]string{"authorization": bearer(tenantKey), "x-api-key": tenantKey},
+			wantSet: map[string]string{"x-keygate-user": "api-bot", "x-keygate-tenant": "acme", "x-keygate-key-id": "k-tenant",
+				"x-keygate-groups": "sales", "x-keygate-auth": "api_key", "x-keygate-endpoint": "whoami"},
+			wantRemove: []string{"authorization", "x-api-key"},
+		},
+		{
 			name:       "anonymous: nothing to strip",
 			path:       "/healthz",
 			headers:    map[string]string{"authorization": "Basic dXNlcjpwYXNz"},

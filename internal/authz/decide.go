@@ -41,6 +41,7 @@ const (
 	ReasonOrgMissing
 	ReasonOrgDenied
 	ReasonTenantMismatch
+	ReasonConflictingCredentials
 	reasonCount
 )
 
@@ -48,7 +49,7 @@ var reasonNames = [reasonCount]string{
 	"allowed", "anonymous", "default_allow", "no_policy", "bad_path", "unknown_endpoint",
 	"no_match", "missing_credential", "malformed_credential", "unknown_credential",
 	"expired_credential", "disabled_credential", "group_denied", "org_missing",
-	"org_denied", "tenant_mismatch",
+	"org_denied", "tenant_mismatch", "conflicting_credentials",
 }
 
 func (r Reason) String() string {
@@ -83,8 +84,8 @@ type Decision struct {
 	Org      string // the organization the request targets, or the credential's own
 	Tenant   string
 
-	keyHeader string // the header that carried the API key, for stripping
-	hasSess   bool   // a session header was present
+	keyHeaders uint64 // bit i: Snapshot.APIKeyHeaders[i] carried a key, for stripping
+	hasSess    bool   // a session header was present
 }
 
 // Snapshots gives the policy in force; source.Store implements it.
@@ -140,9 +141,12 @@ func (a *Authorizer) Decide(r *Request) Decision {
 
 	now := a.now().UnixNano()
 	var keyBad, sessBad Reason
-	keyVal, keyHeader := apiKey(snap, r.Headers)
-	d.keyHeader = keyHeader
-	if keyHeader != "" {
+	keyVal, keyHeaders, conflict := apiKey(snap, r.Headers)
+	d.keyHeaders = keyHeaders
+	switch {
+	case conflict:
+		keyBad = ReasonConflictingCredentials
+	case keyHeaders != 0:
 		d.Key, keyBad = a.resolve(snap, policy.KindAPIKey, keyVal, now)
 	}
 	if sv := r.Headers.Get(snap.SessionHeader); sv != "" {
@@ -169,7 +173,7 @@ func (a *Authorizer) Decide(r *Request) Decision {
 
 	// A protected endpoint: every presented credential must verify.
 	switch {
-	case keyHeader != "" && d.Key == nil:
+	case keyHeaders != 0 && d.Key == nil:
 		return d.enforce(401, keyBad)
 	case d.hasSess && d.Session == nil:
 		return d.enforce(401, sessBad)
@@ -227,24 +231,33 @@ func reaches(snap *policy.Snapshot, p *policy.Principal, org string) bool {
 	return snap.TenantOf(org) == p.Tenant
 }
 
-// apiKey finds the API key in the configured headers, first one wins.
-func apiKey(snap *policy.Snapshot, h Headers) (value, header string) {
-	for _, name := range snap.APIKeyHeaders {
+// apiKey reads the API key from every configured header that carries one.
+// headers has bit i set when APIKeyHeaders[i] did; two different keys are a
+// conflict: keygate will not pick one and let the other through unverified.
+func apiKey(snap *policy.Snapshot, h Headers) (value string, headers uint64, conflict bool) {
+	for i, name := range snap.APIKeyHeaders {
 		v := h.Get(name)
 		if v == "" {
 			continue
 		}
 		if name == "authorization" {
-			if tok, ok := bearerToken(v); ok {
-				return tok, name
+			tok, ok := bearerToken(v)
+			if !ok {
+				continue // another scheme (Basic, ...) is not ours
 			}
-			continue // another scheme (Basic, ...) is not ours
+			v = tok
+		} else if v = trimSpace(v); v == "" {
+			continue
 		}
-		if v = trimSpace(v); v != "" {
-			return v, name
+		if headers != 0 && v != value {
+			conflict = true
 		}
+		if headers == 0 {
+			value = v
+		}
+		headers |= 1 << uint(i)
 	}
-	return "", ""
+	return value, headers, conflict
 }
 
 func (d *Decision) setTenantAndOrg() {

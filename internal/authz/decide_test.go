@@ -187,6 +187,16 @@ func TestDecide(t *testing.T) {
 			headers: map[string]string{"x-api-key": tenantKey, "session": expiredSess},
 			want:    want{result: authz.Deny, status: 401, reason: authz.ReasonExpiredCredential, endpoint: "whoami"}},
 
+		{name: "two different keys are refused, not one picked", method: "GET", path: "/whoami",
+			headers: map[string]string{"authorization": bearer(tenantKey), "x-api-key": "not-a-key"},
+			want:    want{result: authz.Deny, status: 401, reason: authz.ReasonConflictingCredentials, endpoint: "whoami"}},
+		{name: "two valid keys are refused too", method: "GET", path: "/whoami",
+			headers: map[string]string{"authorization": bearer(tenantKey), "x-api-key": orgKey},
+			want:    want{result: authz.Deny, status: 401, reason: authz.ReasonConflictingCredentials, endpoint: "whoami"}},
+		{name: "the same key in both headers is one key", method: "GET", path: "/whoami",
+			headers: map[string]string{"authorization": bearer(tenantKey), "x-api-key": tenantKey},
+			want:    want{result: authz.Allow, status: 200, user: "api-bot", tenant: "acme", groups: "sales", auth: "api_key", endpoint: "whoami"}},
+
 		// group or organization not allowed: 403
 		{name: "group not allowed", method: "POST", path: "/orgs/acme-eu/sales/orders",
 			headers: map[string]string{"x-api-key": orgKey, "session": aliceSess},

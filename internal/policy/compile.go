@@ -266,6 +266,8 @@ func (c *compiler) settings(s *Snapshot, st Settings, l loc) {
 	if st.APIKeyHeaders != nil {
 		if len(st.APIKeyHeaders) == 0 {
 			c.errorf(l.at("api_key_headers"), "api_key_headers must name at least one header")
+		} else if len(st.APIKeyHeaders) > 64 {
+			c.errorf(l.at("api_key_headers"), "api_key_headers names %d headers; 64 at most", len(st.APIKeyHeaders))
 		}
 		s.APIKeyHeaders = nil
 		for i, h := range st.APIKeyHeaders {

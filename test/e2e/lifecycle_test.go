@@ -1,0 +1,198 @@
+package e2e
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+)
+
+// runKeygate runs keygate to completion (at most timeout) and returns its
+// exit code, stderr and how long it ran.
+func runKeygate(t *testing.T, timeout time.Duration, args ...string) (int, string, time.Duration) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	stdout, stderr := newCapture(t.Name()+" stdout"), newCapture(t.Name()+" stderr")
+	cmd := exec.CommandContext(ctx, keygateBin, args...)
+	cmd.Env = cleanEnv()
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	start := time.Now()
+	err := cmd.Run()
+	took := time.Since(start)
+	if ctx.Err() != nil {
+		t.Fatalf("keygate %s still running after %v; stderr:\n%s", strings.Join(args, " "), timeout, stderr.String())
+	}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+		return 0, stderr.String(), took
+	case errors.As(err, &ee):
+		return ee.ExitCode(), stderr.String(), took
+	}
+	t.Fatalf("run keygate: %v", err)
+	return 0, "", 0
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return lines[len(lines)-1]
+}
+
+func TestStartupWithInvalidPolicy(t *testing.T) {
+	t.Parallel()
+	t.Run("broken policy", func(t *testing.T) {
+		t.Parallel()
+		k := newKey(t, "acme", "", "api-bot", "sales")
+		good := renderPolicy(simpleEndpoints, []cred{k}, nil)
+		broken := strings.Replace(good, "    require: [api_key]\n", "    require: [api_key]\n    requires: [session]\n", 1)
+		line := lineOf(t, broken, "requires: [session]")
+		path := newPolicyFile(t, broken)
+		addrs := freePorts(t, 3)
+		code, stderr, took := runKeygate(t, 10*time.Second, "serve", "--policy", path,
+			"--grpc-addr", addrs[0], "--http-addr", addrs[1], "--admin-addr", addrs[2])
+		if code == 0 {
+			t.Fatalf("keygate exited 0 with a broken policy; stderr:\n%s", stderr)
+		}
+		if took > 5*time.Second {
+			t.Errorf("keygate took %v to refuse a broken policy", took)
+		}
+		last := lastLine(stderr)
+		if !strings.HasPrefix(last, "keygate: load policy:") {
+			t.Errorf("last stderr line %q, want it to start with %q", last, "keygate: load policy:")
+		}
+		if want := fmt.Sprintf("%s:%d", path, line); !strings.Contains(last, want) {
+			t.Errorf("last stderr line %q does not name %s", last, want)
+		}
+		t.Logf("exit %d after %v: %s", code, took.Round(time.Millisecond), last)
+	})
+	t.Run("missing policy file", func(t *testing.T) {
+		t.Parallel()
+		path := filepath.Join(t.TempDir(), "nope.yaml")
+		addrs := freePorts(t, 3)
+		code, stderr, _ := runKeygate(t, 10*time.Second, "serve", "--policy", path,
+			"--grpc-addr", addrs[0], "--http-addr", addrs[1], "--admin-addr", addrs[2])
+		last := lastLine(stderr)
+		if code == 0 || !strings.HasPrefix(last, "keygate: load policy:") || !strings.Contains(last, path) {
+			t.Errorf("exit %d, last stderr line %q; want non-zero and a load policy error naming %s", code, last, path)
+		}
+	})
+	t.Run("no --policy", func(t *testing.T) {
+		t.Parallel()
+		addrs := freePorts(t, 3)
+		code, stderr, _ := runKeygate(t, 10*time.Second, "serve",
+			"--grpc-addr", addrs[0], "--http-addr", addrs[1], "--admin-addr", addrs[2])
+		if code == 0 {
+			t.Fatalf("keygate serve without --policy exited 0; stderr:\n%s", stderr)
+		}
+		if !strings.Contains(stderr, "policy source is required") || !strings.Contains(stderr, "--policy FILE") {
+			t.Errorf("stderr %q does not say a --policy is required", stderr)
+		}
+	})
+}
+
+func TestSIGTERMDrains(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, "acme", "", "api-bot", "sales")
+	const drain = 5 * time.Second
+	p := startKeygate(t, newPolicyFile(t, renderPolicy(simpleEndpoints, []cred{k}, nil)),
+		"--drain-timeout", drain.String())
+	client := authv3.NewAuthorizationClient(p.grpcConn())
+	allowReq := grpcRequest(answerCase{method: "GET", host: defaultHost, path: "/whoami", headers: bearer(k.Raw)})
+	denyReq := grpcRequest(answerCase{method: "GET", host: defaultHost, path: "/whoami"})
+
+	const workers, perWorker, signalAfter = 8, 200, 400
+	var (
+		done       atomic.Int64
+		sigOnce    sync.Once
+		sigAt      time.Time
+		mu         sync.Mutex
+		answered   = map[codes.Code]int{}
+		rpcErrors  = map[codes.Code]int{}
+		bad        []string
+		wg         sync.WaitGroup
+		afterSig   atomic.Int64
+		signaledAt atomic.Bool
+	)
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			req, want := allowReq, codes.OK
+			if w%2 == 1 {
+				req, want = denyReq, codes.Unauthenticated
+			}
+			for i := 0; i < perWorker; i++ {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				resp, err := client.Check(ctx, req)
+				cancel()
+				if signaledAt.Load() {
+					afterSig.Add(1)
+				}
+				if n := done.Add(1); n == signalAfter {
+					sigOnce.Do(func() {
+						sigAt = time.Now()
+						signaledAt.Store(true)
+						p.sigterm()
+					})
+				}
+				mu.Lock()
+				if err != nil {
+					rpcErrors[status.Code(err)]++
+					if c := status.Code(err); c != codes.Unavailable {
+						bad = append(bad, fmt.Sprintf("RPC error %v: %v", c, err))
+					}
+				} else {
+					c := codes.Code(resp.GetStatus().GetCode())
+					answered[c]++
+					switch {
+					case c != want:
+						bad = append(bad, fmt.Sprintf("answer %v (%q), want %v", c, resp.GetStatus().GetMessage(), want))
+					case want == codes.OK && resp.GetOkResponse() == nil:
+						bad = append(bad, "OK answer without ok_response")
+					case want != codes.OK && resp.GetDeniedResponse() == nil:
+						bad = append(bad, "deny answer without denied_response")
+					}
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	if !signaledAt.Load() {
+		t.Fatal("SIGTERM was never sent")
+	}
+	code, err := p.wait(drain + 5*time.Second)
+	exitAfter := time.Since(sigAt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if code != 0 {
+		t.Errorf("exit code %d after SIGTERM, want 0", code)
+	}
+	if exitAfter > drain+2*time.Second {
+		t.Errorf("exited %v after SIGTERM; drain timeout is %v", exitAfter, drain)
+	}
+	out := p.out.String()
+	if !strings.Contains(out, "shutting down") {
+		t.Errorf("log does not say shutting down:\n%s", tail(out, 20))
+	}
+	if len(bad) > 0 {
+		t.Errorf("%d bad answers during shutdown, e.g. %s", len(bad), strings.Join(bad[:min(5, len(bad))], "; "))
+	}
+	if answered[codes.OK] == 0 || answered[codes.Unauthenticated] == 0 {
+		t.Errorf("answers %v: want both allowed and denied answers", answered)
+	}
+	t.Logf("answers %v, RPC errors %v, %d checks completed after SIGTERM, exit %d after %v",
+		answered, rpcErrors, afterSig.Load(), code, exitAfter.Round(time.Millisecond))
+}
