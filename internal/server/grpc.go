@@ -55,10 +55,9 @@ func (s *AuthServer) Check(_ context.Context, req *authv3.CheckRequest) (*authv3
 		s.logDecision(&d, &r, attrs, "", start)
 		return nil, status.Error(codes.Unavailable, "keygate has no policy loaded yet")
 	}
-	id := ""
-	if d.Result == authz.Deny || s.log.wants(&d) {
-		id = authz.DecisionID(firstNonEmpty(headers["x-request-id"], h.GetId()))
-	}
+	// Every answer carries a decision id: in the body of a denial, in the
+	// dynamic metadata of both, and in the decision log.
+	id := authz.DecisionID(firstNonEmpty(headers["x-request-id"], h.GetId()))
 	resp := checkResponse(&d, &r, id)
 	s.obs.ObserveDecision("grpc", &d, time.Since(start))
 	s.logDecision(&d, &r, attrs, id, start)
