@@ -22,9 +22,15 @@ const usage = `keygate: Envoy external authorization for API keys and sessions
 
 Usage:
   keygate serve --policy FILE|DIR [flags]   serve ext_authz (gRPC :9001, HTTP :9002, admin :9003)
+  keygate keys create|import|list|revoke|rotate [flags]
+                                            make and manage API keys in a policy file
+  keygate sessions create|revoke [flags]    make and revoke session tokens
+  keygate policy validate FILE|DIR...       validate policies with file:line errors (for CI)
+  keygate check --policy FILE --method M --path P [-H 'Name: value']...
+                                            decide one request and explain why (exit 0 allow, 1 deny)
   keygate version                           print the version
 
-Run 'keygate serve -h' for the flags. Every flag can also be set with
+Run 'keygate COMMAND -h' for a command's flags. Every flag can also be set with
 KEYGATE_<FLAG> in the environment, e.g. KEYGATE_POLICY=/etc/keygate/policy.yaml.
 `
 
@@ -37,6 +43,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch args[0] {
 	case "serve":
 		err = serve(args[1:], stderr)
+	case "keys":
+		err = keysCmd(args[1:], os.Stdin, stdout, stderr)
+	case "sessions":
+		err = sessionsCmd(args[1:], stdout, stderr)
+	case "policy":
+		err = policyCmd(args[1:], stdout, stderr)
+	case "check":
+		err = check(args[1:], stdout, stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "keygate %s\n", version)
 	case "help", "-h", "--help":
@@ -54,6 +68,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	fmt.Fprintf(stderr, "keygate: %v\n", err)
+	var ee *exitError
+	if errors.As(err, &ee) {
+		return ee.code
+	}
 	return 1
 }
 
