@@ -8,9 +8,12 @@ import (
 	"strings"
 	"time"
 
+	"google.golang.org/grpc/codes"
+
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/cache"
 	"github.com/keygate/keygate/internal/policy"
+	"github.com/keygate/keygate/internal/server"
 	"github.com/keygate/keygate/internal/source"
 )
 
@@ -185,14 +188,10 @@ func explain(d *authz.Decision, r *authz.Request, hm authz.MapHeaders, snap *pol
 		}
 		return res
 	}
-	// As the gRPC adapter answers a denial: only these two codes deny.
-	res.Result, res.GRPCCode = "DENY", "PERMISSION_DENIED"
-	if d.Status == 401 {
-		res.GRPCCode = "UNAUTHENTICATED"
-	}
-	res.ResponseHeaders = []header{{"content-type", "application/json"}}
-	if ch := d.Challenge(); ch != "" {
-		res.ResponseHeaders = append(res.ResponseHeaders, header{"www-authenticate", ch})
+	// Exactly what the gRPC adapter answers.
+	res.Result, res.GRPCCode = "DENY", grpcCodeName(server.DeniedCode(d))
+	for _, h := range server.DeniedHeaders(d) {
+		res.ResponseHeaders = append(res.ResponseHeaders, header{h.Name, h.Value})
 	}
 	res.Body = json.RawMessage(d.Body(authz.DecisionID(hm["x-request-id"])))
 	return res
@@ -294,4 +293,15 @@ func sortedKeys(m map[string]string) []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// grpcCodeName spells a code as Envoy's docs and grpcurl do.
+func grpcCodeName(c codes.Code) string {
+	switch c {
+	case codes.Unauthenticated:
+		return "UNAUTHENTICATED"
+	case codes.PermissionDenied:
+		return "PERMISSION_DENIED"
+	}
+	return strings.ToUpper(c.String())
 }

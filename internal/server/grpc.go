@@ -91,23 +91,39 @@ func checkResponse(d *authz.Decision, r *authz.Request, id string) *authv3.Check
 			DynamicMetadata: metadata(d, set, id),
 		}
 	}
-	code := codes.PermissionDenied
-	if d.Status == 401 {
-		code = codes.Unauthenticated
-	}
+	dh := DeniedHeaders(d)
 	denied := &authv3.DeniedHttpResponse{
 		Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
-		Headers: []*corev3.HeaderValueOption{headerOption("content-type", "application/json")},
+		Headers: make([]*corev3.HeaderValueOption, len(dh)),
 		Body:    d.Body(id),
 	}
-	if c := d.Challenge(); c != "" {
-		denied.Headers = append(denied.Headers, headerOption("www-authenticate", c))
+	for i, h := range dh {
+		denied.Headers[i] = headerOption(h.Name, h.Value)
 	}
 	return &authv3.CheckResponse{
-		Status:          &rpcstatus.Status{Code: int32(code), Message: d.Reason.String()},
+		Status:          &rpcstatus.Status{Code: int32(DeniedCode(d)), Message: d.Reason.String()},
 		HttpResponse:    &authv3.CheckResponse_DeniedResponse{DeniedResponse: denied},
 		DynamicMetadata: metadata(d, nil, id),
 	}
+}
+
+// DeniedCode is the gRPC status of a denial. Only UNAUTHENTICATED and
+// PERMISSION_DENIED deny: with failure_mode_allow any other code would let
+// the request through.
+func DeniedCode(d *authz.Decision) codes.Code {
+	if d.Status == 401 {
+		return codes.Unauthenticated
+	}
+	return codes.PermissionDenied
+}
+
+// DeniedHeaders are the response headers of a denial.
+func DeniedHeaders(d *authz.Decision) []authz.Header {
+	hs := []authz.Header{{Name: "content-type", Value: "application/json"}}
+	if c := d.Challenge(); c != "" {
+		hs = append(hs, authz.Header{Name: "www-authenticate", Value: c})
+	}
+	return hs
 }
 
 // headerOption sets a header, replacing any inbound value: a client's own
