@@ -57,30 +57,43 @@ func NewHTTPAuth(a *authz.Authorizer, log *DecisionLog, pathPrefix string, origi
 	return &HTTPAuth{authz: a, log: log, pathPrefix: strings.TrimSuffix(pathPrefix, "/"), origin: origin, obs: orNop(obs)}
 }
 
-// original reconstructs the request the proxy is asking about. A proxy
-// header that is present but incomplete yields an empty path, which is
-// denied as a bad path: keygate never guesses.
+// original reconstructs the request the proxy is asking about. Each proxy
+// sets its own headers and passes the client's other headers on, so the
+// rule reads only what the chosen proxy sets:
+//   - envoy: the request line and Host (Envoy builds both);
+//   - x-original (nginx): X-Original-Method, X-Original-URI, and the
+//     subrequest's Host (nginx always sets it; proxy_set_header Host $host
+//     makes it the original one);
+//   - x-forwarded (Caddy, Traefik): X-Forwarded-Method, -Uri and -Host.
+//
+// auto picks by which path header is present, and refuses when both are:
+// one of them came from the client. A path header without its method is
+// refused too. A refusal is an empty path, denied as a bad path: keygate
+// never guesses.
 func (h *HTTPAuth) original(req *http.Request) (method, host, path string) {
+	xOriginal, xForwarded := req.Header.Get("X-Original-Uri"), req.Header.Get("X-Forwarded-Uri")
 	origin := h.origin
 	if origin == OriginAuto {
 		switch {
-		case req.Header.Get("X-Original-Uri") != "":
+		case xOriginal != "" && xForwarded != "":
+			return req.Method, req.Host, ""
+		case xOriginal != "":
 			origin = OriginXOriginal
-		case req.Header.Get("X-Forwarded-Uri") != "":
+		case xForwarded != "":
 			origin = OriginXForwarded
 		default:
 			origin = OriginEnvoy
 		}
 	}
-	host = req.Host
-	if fh := req.Header.Get("X-Forwarded-Host"); fh != "" && origin != OriginEnvoy {
-		host = fh
-	}
 	switch origin {
 	case OriginXOriginal:
-		return req.Header.Get("X-Original-Method"), host, req.Header.Get("X-Original-Uri")
+		return req.Header.Get("X-Original-Method"), req.Host, xOriginal
 	case OriginXForwarded:
-		return req.Header.Get("X-Forwarded-Method"), host, req.Header.Get("X-Forwarded-Uri")
+		host = req.Header.Get("X-Forwarded-Host")
+		if host == "" {
+			host = req.Host
+		}
+		return req.Header.Get("X-Forwarded-Method"), host, xForwarded
 	}
 	path = req.RequestURI
 	if h.pathPrefix != "" {
@@ -90,7 +103,7 @@ func (h *HTTPAuth) original(req *http.Request) (method, host, path string) {
 		}
 		path = rest
 	}
-	return req.Method, host, path
+	return req.Method, req.Host, path
 }
 
 // HeadersToRemoveHeader carries, on an allowed answer, the request headers

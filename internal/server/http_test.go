@@ -62,8 +62,8 @@ func TestHTTPOriginalRequest(t *testing.T) {
 			map[string]string{"X-Original-Uri": "/private"}, 403, ""},
 		{"caddy: X-Forwarded-Uri and -Method", OriginAuto, "", "GET", "/authz",
 			map[string]string{"X-Forwarded-Uri": "/private", "X-Forwarded-Method": "POST"}, 200, "private"},
-		{"auto prefers X-Original-URI", OriginAuto, "", "GET", "/x",
-			map[string]string{"X-Original-Uri": "/public/a", "X-Original-Method": "GET", "X-Forwarded-Uri": "/private", "X-Forwarded-Method": "POST"}, 200, "public"},
+		{"auto refuses both conventions at once: one came from the client", OriginAuto, "", "GET", "/x",
+			map[string]string{"X-Original-Uri": "/public/a", "X-Original-Method": "GET", "X-Forwarded-Uri": "/private", "X-Forwarded-Method": "POST"}, 403, ""},
 		{"pinned to envoy ignores proxy headers", OriginEnvoy, "", "GET", "/private",
 			map[string]string{"X-Original-Uri": "/public/a", "X-Original-Method": "GET"}, 403, ""},
 		{"pinned to x-forwarded requires them", OriginXForwarded, "", "POST", "/private", nil, 403, ""},
@@ -99,5 +99,38 @@ func TestParseOrigin(t *testing.T) {
 	}
 	if _, err := ParseOrigin("nginx"); err == nil {
 		t.Error("an unknown origin must be refused")
+	}
+}
+
+// TestHTTPHostIsNotClientChosen: behind nginx the host comes from the
+// subrequest's Host, which nginx sets; a client's X-Forwarded-Host, which
+// nginx passes on untouched, must not choose the endpoint.
+func TestHTTPHostIsNotClientChosen(t *testing.T) {
+	doc := `version: 1
+tenants: [{id: acme}]
+endpoints:
+  - {name: open-host, match: {host: open.example.test, path: "/**"}, anonymous: true}
+  - {name: private, match: {path: "/**"}}
+`
+	snap, err := policy.Load([]policy.Input{{Name: "p.yaml", Data: []byte(doc)}}, policy.Options{Generation: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := source.NewStore()
+	st.Publish(snap)
+	c, _ := cache.New(10, time.Second)
+	for _, origin := range []Origin{OriginAuto, OriginXOriginal} {
+		h := NewHTTPAuth(authz.New(st, c), NewDecisionLog(zap.NewNop(), LogOff), "", origin, nil)
+		req := httptest.NewRequest("GET", "/_keygate", nil)
+		req.Host = "api.example.test"
+		req.Header.Set("X-Original-Uri", "/orgs/x")
+		req.Header.Set("X-Original-Method", "GET")
+		req.Header.Set("X-Forwarded-Host", "open.example.test")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusUnauthorized {
+			t.Errorf("origin %d: a client's X-Forwarded-Host chose the endpoint: status %d, endpoint %q",
+				origin, rec.Code, rec.Header().Get("X-Keygate-Endpoint"))
+		}
 	}
 }
