@@ -3,7 +3,7 @@ BIN     := bin/keygate
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 FUZZTIME ?= 60s
 
-.PHONY: all build run test lint bench fuzz clean
+.PHONY: all build run test test-deps lint bench fuzz clean kube-bins test-kube
 
 all: lint test build
 
@@ -15,10 +15,22 @@ build:
 run: build
 	$(BIN) serve --policy examples/policy.yaml --log-format console
 
-## test: vet, then every test (unit, end-to-end against the built binary, fuzz seed corpora) with the race detector
-test:
+## test: install what the tests need (hack/test-deps.sh), vet, then every test (unit, end-to-end against the built binary and real nginx, Caddy and kube-apiserver, fuzz seed corpora) with the race detector
+test: test-deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+
+## test-deps: nginx, Caddy, etcd from Debian and kube-apiserver from its Go module (cached), when missing
+test-deps:
+	bash hack/test-deps.sh
+
+## kube-bins: build kube-apiserver and kubectl for test/kube (cached; a cold build takes ~8 min and ~2 GB)
+kube-bins:
+	bash hack/build-kube.sh
+
+## test-kube: only the real kube-apiserver suite (make test runs it too, within ./...)
+test-kube:
+	$(GO) test -count=1 -v ./test/kube/
 
 ## lint: gofmt and go vet
 lint:

@@ -45,8 +45,10 @@ type serveConfig struct {
 	cacheSize      int
 	cacheNegTTL    time.Duration
 	drainTimeout   time.Duration
+	shutdownDelay  time.Duration
 	maxStreams     uint
 	adminPprof     bool
+	kube           kubeFlags
 }
 
 func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
@@ -65,8 +67,10 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.IntVar(&c.cacheSize, "cache-size", cache.DefaultSize, "credential resolution cache entries")
 	fs.DurationVar(&c.cacheNegTTL, "cache-negative-ttl", cache.DefaultNegativeTTL, "how long an unknown credential is remembered")
 	fs.DurationVar(&c.drainTimeout, "drain-timeout", 15*time.Second, "on SIGTERM, how long in-flight checks may take to finish")
+	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, how long to keep answering checks while reporting not ready, so load balancers stop sending first")
 	fs.BoolVar(&c.adminPprof, "admin-pprof", false, "serve Go's /debug/pprof/ on the admin address")
 	fs.UintVar(&c.maxStreams, "grpc-max-concurrent-streams", 1000, "gRPC max concurrent streams per connection")
+	c.kube.register(fs)
 	return fs, c
 }
 
@@ -75,8 +79,8 @@ func serve(args []string, stderr io.Writer) error {
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
-	if cfg.policy == "" {
-		return fmt.Errorf("--policy is required (or KEYGATE_POLICY): a policy file or directory")
+	if err := cfg.kube.checkPolicySource(cfg.policy); err != nil {
+		return err
 	}
 	mode, err := server.ParseDecisionLogMode(cfg.decisionLog)
 	if err != nil {
@@ -93,9 +97,9 @@ func serve(args []string, stderr io.Writer) error {
 	defer func() { _ = log.Sync() }()
 
 	store := source.NewStore()
-	file := source.NewFile(cfg.policy, store, log.Named("policy"))
-	if err := file.Load(); err != nil {
-		return fmt.Errorf("load policy: %w", err)
+	src, err := openPolicySource(cfg.policy, &cfg.kube, store, log.Named("policy"))
+	if err != nil {
+		return err
 	}
 	creds, err := cache.New(cfg.cacheSize, cfg.cacheNegTTL)
 	if err != nil {
@@ -103,7 +107,7 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	decider := authz.New(store, creds)
 	reg := prometheus.NewRegistry()
-	observer, err := metrics.New(reg, metrics.Config{Store: store, Cache: creds, Source: "file"})
+	observer, err := metrics.New(reg, metrics.Config{Store: store, Cache: creds, Source: cfg.kube.sourceKind()})
 	if err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}
@@ -155,7 +159,7 @@ func serve(args []string, stderr io.Writer) error {
 	counts := snap.Counts()
 	log.Info("keygate started",
 		zap.String("version", version),
-		zap.String("policy", cfg.policy),
+		zap.String("policy", snap.Source),
 		zap.Uint64("generation", snap.Generation),
 		zap.Int("api_keys", counts.APIKeys), zap.Int("sessions", counts.Sessions),
 		zap.Int("endpoints", counts.Endpoints), zap.Int("groups", counts.Groups),
@@ -164,7 +168,7 @@ func serve(args []string, stderr io.Writer) error {
 		zap.String("decision_log", cfg.decisionLog))
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return file.Run(gctx) })
+	g.Go(func() error { return src.Run(gctx) })
 	g.Go(func() error {
 		for {
 			select {
@@ -172,7 +176,7 @@ func serve(args []string, stderr io.Writer) error {
 				return nil
 			case <-hup:
 				log.Info("SIGHUP: reloading policy")
-				file.Trigger()
+				src.Trigger()
 			}
 		}
 	})
@@ -198,9 +202,13 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	g.Go(func() error {
 		<-gctx.Done()
-		log.Info("shutting down: draining in-flight checks", zap.Duration("drain_timeout", cfg.drainTimeout))
+		log.Info("shutting down: not ready, then draining in-flight checks",
+			zap.Duration("shutdown_delay", cfg.shutdownDelay), zap.Duration("drain_timeout", cfg.drainTimeout))
 		healthState.Drain()
 		grpcHealth.Shutdown() // health checks now answer NOT_SERVING
+		// Keep answering while Kubernetes and Envoy notice the readiness
+		// change; stopping at once would refuse checks still being routed here.
+		time.Sleep(cfg.shutdownDelay)
 		drainCtx, cancel := context.WithTimeout(context.Background(), cfg.drainTimeout)
 		defer cancel()
 		done := make(chan struct{})

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -195,4 +197,42 @@ func TestSIGTERMDrains(t *testing.T) {
 	}
 	t.Logf("answers %v, RPC errors %v, %d checks completed after SIGTERM, exit %d after %v",
 		answered, rpcErrors, afterSig.Load(), code, exitAfter.Round(time.Millisecond))
+}
+
+// TestShutdownDelayKeepsAnswering: with --shutdown-delay, SIGTERM first
+// turns readiness and gRPC health to not-serving while Checks still get real
+// answers, so Kubernetes and Envoy stop routing here before keygate stops.
+func TestShutdownDelayKeepsAnswering(t *testing.T) {
+	t.Parallel()
+	k := newKey(t, "acme", "", "api-bot", "sales")
+	p := startKeygate(t, newPolicyFile(t, renderPolicy(simpleEndpoints, []cred{k}, nil)),
+		"--shutdown-delay", "2s", "--drain-timeout", "2s")
+	conn := p.grpcConn()
+	client := authv3.NewAuthorizationClient(conn)
+	health := healthpb.NewHealthClient(conn)
+	req := grpcRequest(answerCase{method: "GET", host: defaultHost, path: "/whoami", headers: bearer(k.Raw)})
+
+	p.sigterm()
+	deadline := time.Now().Add(1500 * time.Millisecond)
+	for {
+		code, _ := p.admin("/readyz")
+		if code == http.StatusServiceUnavailable {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/readyz still %d after SIGTERM", code)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	hr, err := health.Check(context.Background(), &healthpb.HealthCheckRequest{})
+	if err != nil || hr.GetStatus() != healthpb.HealthCheckResponse_NOT_SERVING {
+		t.Errorf("gRPC health during the shutdown delay: %v %v, want NOT_SERVING", hr.GetStatus(), err)
+	}
+	resp, err := client.Check(context.Background(), req)
+	if err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.OK {
+		t.Fatalf("a Check during the shutdown delay got %v %v, want an OK answer", resp.GetStatus(), err)
+	}
+	if code, err := p.wait(10 * time.Second); err != nil || code != 0 {
+		t.Errorf("exit %d %v, want 0", code, err)
+	}
 }
