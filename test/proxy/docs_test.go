@@ -68,3 +68,43 @@ func docsExcerpt(t *testing.T, name, conf string) string {
 	t.Fatalf("no excerpt rule for %s", name)
 	return ""
 }
+
+// TestReadmeSnippetsAreTested: every line of README's nginx and Caddy
+// snippets is a line of the configuration this suite runs (README shows a
+// shortened version; docs/proxies.md the whole one).
+func TestReadmeSnippetsAreTested(t *testing.T) {
+	readme, err := os.ReadFile(filepath.Join("..", "..", "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for fence, name := range map[string]string{"```nginx\n": "nginx.conf.tmpl", "```caddyfile\n": "Caddyfile.tmpl"} {
+		i := bytes.Index(readme, []byte(fence))
+		if i < 0 {
+			t.Errorf("README has no %s snippet", strings.TrimSpace(fence))
+			continue
+		}
+		snippet := readme[i+len(fence):]
+		snippet = snippet[:bytes.Index(snippet, []byte("```"))]
+		tmpl, err := template.ParseFiles(filepath.Join("testdata", name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var conf bytes.Buffer
+		if err := tmpl.Execute(&conf, docsConfig[name]); err != nil {
+			t.Fatal(err)
+		}
+		tested := map[string]bool{}
+		for _, l := range strings.Split(conf.String(), "\n") {
+			tested[strings.TrimSpace(l)] = true
+		}
+		for _, l := range strings.Split(string(snippet), "\n") {
+			l = strings.TrimSpace(l)
+			if l == "" || l == "}" || strings.HasPrefix(l, "#") {
+				continue
+			}
+			if !tested[l] {
+				t.Errorf("README's %s snippet has %q, which the tested %s does not", strings.TrimSpace(fence), l, name)
+			}
+		}
+	}
+}
