@@ -47,6 +47,7 @@ type serveConfig struct {
 	drainTimeout   time.Duration
 	shutdownDelay  time.Duration
 	maxStreams     uint
+	maxRecvMsg     int
 	adminPprof     bool
 	kube           kubeFlags
 }
@@ -70,6 +71,10 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, how long to keep answering checks while reporting not ready, so load balancers stop sending first")
 	fs.BoolVar(&c.adminPprof, "admin-pprof", false, "serve Go's /debug/pprof/ on the admin address")
 	fs.UintVar(&c.maxStreams, "grpc-max-concurrent-streams", 1000, "gRPC max concurrent streams per connection")
+	// Above Envoy's own ceiling for request headers (8 MiB), so every check
+	// Envoy can build gets a decision, not an error that failure_mode_allow
+	// would let through.
+	fs.IntVar(&c.maxRecvMsg, "grpc-max-recv-msg-size", 10<<20, "largest CheckRequest accepted, in bytes")
 	c.kube.register(fs)
 	return fs, c
 }
@@ -124,7 +129,7 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen grpc: %w", err)
 	}
-	grpcSrv := grpc.NewServer(grpc.MaxConcurrentStreams(uint32(cfg.maxStreams)))
+	grpcSrv := grpc.NewServer(grpc.MaxConcurrentStreams(uint32(cfg.maxStreams)), grpc.MaxRecvMsgSize(cfg.maxRecvMsg))
 	authv3.RegisterAuthorizationServer(grpcSrv, server.NewAuthServer(decider, dlog, observer))
 	grpcHealth := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, grpcHealth)
