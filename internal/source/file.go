@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"sync"
 	"time"
 
 	"github.com/fsnotify/fsnotify"
@@ -42,9 +41,7 @@ type File struct {
 	retry    time.Duration // how often to re-add a lost directory watch
 	trigger  chan struct{}
 
-	mu   sync.Mutex // serializes loads; guards last and seen
-	last [32]byte   // fingerprint of the content last published or refused
-	seen bool
+	pub *publisher
 }
 
 // FileOption configures a File.
@@ -74,6 +71,7 @@ func NewFile(path string, store *Store, log *zap.Logger, opts ...FileOption) *Fi
 		base:     filepath.Base(clean),
 		store:    store,
 		log:      log,
+		pub:      &publisher{store: store, log: log},
 		debounce: DefaultDebounce,
 		retry:    time.Second,
 		trigger:  make(chan struct{}, 1),
@@ -248,38 +246,8 @@ func (f *File) reload() {
 	}
 }
 
-// load is parse → validate → compile → publish. Unless force is set it skips
-// content whose fingerprint equals the last published or refused content. It
-// reports whether a new snapshot was published.
+// load reads the policy and hands it to the publisher.
 func (f *File) load(force bool) (bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
 	inputs, err := policy.ReadPath(f.path)
-	if err != nil {
-		// Nothing was read: whatever comes back next is loaded, even if it
-		// equals the content in force, so the status stops showing this error.
-		f.seen = false
-		f.store.Refuse(err)
-		return false, err
-	}
-	sum := policy.Fingerprint(inputs)
-	if !force && f.seen && sum == f.last {
-		f.log.Debug("policy unchanged", zap.String("source", f.path))
-		return false, nil
-	}
-	f.last, f.seen = sum, true
-	snap, err := policy.Load(inputs, policy.Options{Generation: f.store.NextGeneration(), Source: f.path})
-	if err != nil {
-		f.store.Refuse(err)
-		return false, err
-	}
-	f.store.Publish(snap)
-	c := snap.Counts()
-	f.log.Info("policy loaded",
-		zap.String("source", f.path),
-		zap.Uint64("generation", snap.Generation),
-		zap.Int("api_keys", c.APIKeys),
-		zap.Int("sessions", c.Sessions),
-		zap.Int("endpoints", c.Endpoints))
-	return true, nil
+	return f.pub.publish(f.path, inputs, err, force)
 }

@@ -81,9 +81,7 @@ type Kube struct {
 	errMu   sync.Mutex
 	lastErr error // the last list/watch error, for Load's timeout message
 
-	mu   sync.Mutex // serializes loads; guards last and seen
-	last [32]byte
-	seen bool
+	pub *publisher
 }
 
 // NewKube returns a source for cfg publishing to store. Nothing talks to the
@@ -111,6 +109,7 @@ func NewKube(cfg KubeConfig, store *Store, log *zap.Logger) (*Kube, error) {
 		sel:     labels.Everything(),
 		store:   store,
 		log:     log,
+		pub:     &publisher{store: store, log: log},
 		changed: make(chan struct{}, 1),
 		trigger: make(chan struct{}, 1),
 		denied:  make(chan error, 1),
@@ -332,42 +331,12 @@ func (k *Kube) reload() {
 	}
 }
 
-// load merges the ConfigMaps in the informer's cache and publishes the
-// result. Unless force is set it skips content equal to the last published or
-// refused content.
+// load merges the ConfigMaps in the informer's cache and hands them to the
+// publisher.
 func (k *Kube) load(force bool) (bool, error) {
-	k.mu.Lock()
-	defer k.mu.Unlock()
 	inputs, names, err := k.inputs()
-	if err != nil {
-		// Whatever comes next is loaded, even if it equals the content in
-		// force, so the status stops showing this error.
-		k.seen = false
-		k.store.Refuse(err)
-		return false, err
-	}
-	sum := policy.Fingerprint(inputs)
-	if !force && k.seen && sum == k.last {
-		k.log.Debug("policy unchanged", zap.String("source", k.desc))
-		return false, nil
-	}
-	k.last, k.seen = sum, true
-	snap, err := policy.Load(inputs, policy.Options{Generation: k.store.NextGeneration(), Source: k.desc})
-	if err != nil {
-		k.store.Refuse(err)
-		return false, err
-	}
-	k.store.Publish(snap)
-	c := snap.Counts()
-	k.log.Info("policy loaded",
-		zap.String("source", k.desc),
-		zap.Strings("configmaps", names),
-		zap.Int("fragments", len(inputs)),
-		zap.Uint64("generation", snap.Generation),
-		zap.Int("api_keys", c.APIKeys),
-		zap.Int("sessions", c.Sessions),
-		zap.Int("endpoints", c.Endpoints))
-	return true, nil
+	return k.pub.publish(k.desc, inputs, err, force,
+		zap.Strings("configmaps", names), zap.Int("fragments", len(inputs)))
 }
 
 // inputs lists the selected ConfigMaps from the informer's cache, in name
