@@ -28,6 +28,7 @@ import (
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/cache"
 	"github.com/keygate/keygate/internal/metrics"
+	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/server"
 	"github.com/keygate/keygate/internal/source"
 )
@@ -110,6 +111,9 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	// A new snapshot makes every cached resolution stale; start afresh so
+	// old generations (and their principals) are not kept.
+	store.OnPublish(func(*policy.Snapshot) { creds.Reset() })
 	decider := authz.New(store, creds)
 	reg := prometheus.NewRegistry()
 	observer, err := metrics.New(reg, metrics.Config{Store: store, Cache: creds, Source: cfg.kube.sourceKind()})

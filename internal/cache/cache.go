@@ -32,7 +32,8 @@ type entry struct {
 
 // Cache is safe for concurrent use.
 type Cache struct {
-	lru    *lru.Cache[Key, entry]
+	lru    atomic.Pointer[lru.Cache[Key, entry]]
+	size   int
 	negTTL int64
 
 	hits, misses, negHits, evictions atomic.Uint64
@@ -47,13 +48,27 @@ const (
 // New returns a cache of at most size entries; unknown credentials are
 // remembered for negativeTTL (within one snapshot generation).
 func New(size int, negativeTTL time.Duration) (*Cache, error) {
-	c := &Cache{negTTL: int64(negativeTTL)}
-	l, err := lru.NewWithEvict(size, func(Key, entry) { c.evictions.Add(1) })
+	c := &Cache{size: size, negTTL: int64(negativeTTL)}
+	l, err := c.newLRU()
 	if err != nil {
 		return nil, fmt.Errorf("credential cache of size %d: %w", size, err)
 	}
-	c.lru = l
+	c.lru.Store(l)
 	return c, nil
+}
+
+func (c *Cache) newLRU() (*lru.Cache[Key, entry], error) {
+	return lru.NewWithEvict(c.size, func(Key, entry) { c.evictions.Add(1) })
+}
+
+// Reset starts an empty cache. Call it when a new snapshot is published:
+// entries of older generations would never hit again, and they would keep
+// the old snapshot's principals alive. The swap takes no lock that Resolve
+// waits on.
+func (c *Cache) Reset() {
+	if l, err := c.newLRU(); err == nil {
+		c.lru.Store(l)
+	}
 }
 
 // Outcome says how a resolution was answered.
@@ -69,7 +84,8 @@ const (
 // not know the credential. now is UnixNano. It does not check expiry or
 // revocation: the caller does that on every request from the principal.
 func (c *Cache) Resolve(snap *policy.Snapshot, k Key, now int64) (*policy.Principal, Outcome) {
-	if e, ok := c.lru.Get(k); ok && e.gen == snap.Generation {
+	l := c.lru.Load()
+	if e, ok := l.Get(k); ok && e.gen == snap.Generation {
 		if e.p != nil {
 			c.hits.Add(1)
 			return e.p, Hit
@@ -85,7 +101,7 @@ func (c *Cache) Resolve(snap *policy.Snapshot, k Key, now int64) (*policy.Princi
 	if p == nil {
 		e.negUntil = now + c.negTTL
 	}
-	c.lru.Add(k, e)
+	l.Add(k, e)
 	return p, Miss
 }
 
@@ -99,6 +115,6 @@ type Stats struct {
 func (c *Cache) Stats() Stats {
 	return Stats{
 		Hits: c.hits.Load(), NegativeHits: c.negHits.Load(), Misses: c.misses.Load(),
-		Evictions: c.evictions.Load(), Entries: c.lru.Len(),
+		Evictions: c.evictions.Load(), Entries: c.lru.Load().Len(),
 	}
 }

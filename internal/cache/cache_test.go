@@ -84,3 +84,20 @@ func TestNewRejectsZeroSize(t *testing.T) {
 		t.Error("a zero-size cache must be refused")
 	}
 }
+
+func TestResetDropsOldGenerations(t *testing.T) {
+	c, _ := cache.New(10, time.Second)
+	s1 := snapshot(t, 1, "a", "b")
+	c.Resolve(s1, key("a"), 0)
+	c.Resolve(s1, key("b"), 0)
+	c.Reset()
+	if n := c.Stats().Entries; n != 0 {
+		t.Fatalf("%d entries after Reset", n)
+	}
+	if p, out := c.Resolve(snapshot(t, 2, "a"), key("a"), 0); p == nil || out != cache.Miss {
+		t.Errorf("after Reset: got %v %v, want a miss that resolves", p, out)
+	}
+	if st := c.Stats(); st.Evictions != 0 {
+		t.Errorf("Reset is not eviction: %d counted", st.Evictions)
+	}
+}

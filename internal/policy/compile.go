@@ -36,7 +36,7 @@ var httpMethods = map[string]bool{
 // Compile merges fragments in order, validates the result and compiles it.
 // It returns Errors listing every problem found, each with file and line.
 func Compile(frags []*Fragment, opt Options) (*Snapshot, error) {
-	c := &compiler{seen: make(map[string]loc, 2*(countAll(frags, "api_keys")+countAll(frags, "sessions")))}
+	c := &compiler{seen: map[string]loc{}}
 	if len(frags) == 0 {
 		return nil, Errors{{File: opt.Source, Msg: "no policy found"}}
 	}
@@ -184,26 +184,40 @@ func (c *compiler) compile(frags []*Fragment, opt Options) *Snapshot {
 	}
 
 	orgKeys := map[string]int{}
+	nCreds := countAll(frags, "api_keys") + countAll(frags, "sessions")
+	// A policy may hold a million credentials: principals come from one
+	// slab, and the duplicate checks keep no location; the first place of a
+	// duplicate is looked up only when there is one.
+	slab := make([]Principal, nCreds)
+	ids := make(map[string]struct{}, nCreds)
+	groupSets := map[string]*groupSet{}
 	creds := func(kind Kind, section string, get func(f *Fragment, i int) credSpec) {
 		for _, f := range frags {
 			for i := 0; i < credCount(f, section); i++ {
-				l := loc{f: f}.at(section, i)
+				cl := credLoc{f, section, i}
 				spec := get(f, i)
-				p, d, ok := c.credential(kind, spec, l, tenants, s.orgTenant, groupIdx, len(s.groupNames))
+				p := &slab[0]
+				slab = slab[1:]
+				d, ok := c.credential(p, kind, spec, cl, tenants, s.orgTenant, groupIdx, len(s.groupNames), groupSets)
 				if !ok {
 					continue
 				}
-				if !c.unique("credential id", p.ID, l) {
+				if _, dup := ids[p.ID]; dup {
+					first := findCredential(frags, func(k credSpec) bool { return k.id == p.ID })
+					c.errorf(cl.loc(), "duplicate credential id %q (first defined at %s)", p.ID, first.loc())
 					continue
 				}
-				if !c.unique("credential digest", hex.EncodeToString(d[:]), l.at("hash")) {
+				ids[p.ID] = struct{}{}
+				if s.keys[d] != nil || s.sessions[d] != nil {
+					first := findCredential(frags, func(k credSpec) bool { pd, err := ParseDigest(k.hash); return err == nil && pd == d })
+					c.errorf(cl.loc().at("hash"), "duplicate credential digest %q (first defined at %s)", hex.EncodeToString(d[:]), first.loc().at("hash"))
 					continue
 				}
 				if kind == KindAPIKey {
 					if p.Org != "" && !p.Disabled {
 						orgKeys[p.Org]++
 						if orgKeys[p.Org] == s.MaxOrgKeys+1 {
-							c.errorf(l, "organization %q has more than %d active organization-level keys (max_org_keys); disable or remove one", p.Org, s.MaxOrgKeys)
+							c.errorf(cl.loc(), "organization %q has more than %d active organization-level keys (max_org_keys); disable or remove one", p.Org, s.MaxOrgKeys)
 						}
 					}
 					s.keys[d] = p
@@ -213,14 +227,8 @@ func (c *compiler) compile(frags []*Fragment, opt Options) *Snapshot {
 			}
 		}
 	}
-	creds(KindAPIKey, "api_keys", func(f *Fragment, i int) credSpec {
-		k := &f.Doc.APIKeys[i]
-		return credSpec{k.ID, k.Name, k.Hash, k.Tenant, k.Org, k.User, k.Groups, k.Environment, k.ExpiresAt, k.Disabled}
-	})
-	creds(KindSession, "sessions", func(f *Fragment, i int) credSpec {
-		k := &f.Doc.Sessions[i]
-		return credSpec{k.ID, "", k.Hash, k.Tenant, k.Org, k.User, k.Groups, "", k.ExpiresAt, k.Disabled}
-	})
+	creds(KindAPIKey, "api_keys", apiKeySpec)
+	creds(KindSession, "sessions", sessionSpec)
 	s.tenantCount = len(tenants)
 	for _, p := range s.keys {
 		if !p.Disabled && p.expiresUnix != 0 {
@@ -229,6 +237,34 @@ func (c *compiler) compile(frags []*Fragment, opt Options) *Snapshot {
 	}
 	slices.Sort(s.keyExpiries)
 	return s
+}
+
+func apiKeySpec(f *Fragment, i int) credSpec {
+	k := &f.Doc.APIKeys[i]
+	return credSpec{k.ID, k.Name, k.Hash, k.Tenant, k.Org, k.User, k.Groups, k.Environment, k.ExpiresAt, k.Disabled}
+}
+
+func sessionSpec(f *Fragment, i int) credSpec {
+	k := &f.Doc.Sessions[i]
+	return credSpec{k.ID, "", k.Hash, k.Tenant, k.Org, k.User, k.Groups, "", k.ExpiresAt, k.Disabled}
+}
+
+// findCredential is where the first credential matching ok stands, for the
+// message about a duplicate.
+func findCredential(frags []*Fragment, ok func(credSpec) bool) credLoc {
+	for _, f := range frags {
+		for i := range f.Doc.APIKeys {
+			if ok(apiKeySpec(f, i)) {
+				return credLoc{f, "api_keys", i}
+			}
+		}
+		for i := range f.Doc.Sessions {
+			if ok(sessionSpec(f, i)) {
+				return credLoc{f, "sessions", i}
+			}
+		}
+	}
+	return credLoc{f: frags[0]}
 }
 
 func countAll(frags []*Fragment, section string) int {
@@ -432,58 +468,85 @@ func (c *compiler) endpoint(ep *EndpointRule, l loc, groupIdx map[string]int) *E
 	return e
 }
 
-func (c *compiler) credential(kind Kind, k credSpec, l loc, tenants map[string]bool, orgTenant map[string]string, groupIdx map[string]int, ngroups int) (*Principal, Digest, bool) {
+// credLoc is where a credential stands, kept cheap: a policy may list a
+// million of them, and a location is built only for an error.
+type credLoc struct {
+	f       *Fragment
+	section string
+	i       int
+}
+
+func (cl credLoc) loc() loc { return loc{f: cl.f}.at(cl.section, cl.i) }
+
+// groupSet is a credential's groups, compiled once per distinct list and
+// shared by every credential that names the same list.
+type groupSet struct {
+	names  []string // sorted, unique
+	header string
+	bits   bitset
+}
+
+// credential validates one credential and fills p from it.
+func (c *compiler) credential(p *Principal, kind Kind, k credSpec, cl credLoc, tenants map[string]bool, orgTenant map[string]string, groupIdx map[string]int, ngroups int, groupSets map[string]*groupSet) (Digest, bool) {
 	ok := true
-	fail := func(at loc, format string, args ...any) {
-		c.errorf(at, format, args...)
+	fail := func(field string, format string, args ...any) {
+		c.errorf(cl.loc().at(field), format, args...)
 		ok = false
 	}
-	p := &Principal{Kind: kind, ID: k.id, Name: k.name, User: k.user, Tenant: k.tenant, Org: k.org, Environment: k.environment, Disabled: k.disabled}
+	*p = Principal{Kind: kind, ID: k.id, Name: k.name, User: k.user, Tenant: k.tenant, Org: k.org, Environment: k.environment, Disabled: k.disabled}
 	if !validName(k.id) {
-		fail(l.at("id"), "id %q must be letters, digits, '-', '_' or '.'", k.id)
+		fail("id", "id %q must be letters, digits, '-', '_' or '.'", k.id)
 	}
 	d, err := ParseDigest(k.hash)
 	if err != nil {
-		fail(l.at("hash"), "%v", err)
+		fail("hash", "%v", err)
 	}
 	if k.user == "" {
-		fail(l.at("user"), "user is required: the principal requests run as")
+		fail("user", "user is required: the principal requests run as")
 	} else if strings.ContainsAny(k.user, "\r\n,") {
-		fail(l.at("user"), "user must not contain commas or line breaks")
+		fail("user", "user must not contain commas or line breaks")
 	}
 	switch {
 	case k.tenant == "":
-		fail(l.at("tenant"), "tenant is required")
+		fail("tenant", "tenant is required")
 	case !tenants[k.tenant]:
-		fail(l.at("tenant"), "tenant %q is not declared under tenants", k.tenant)
+		fail("tenant", "tenant %q is not declared under tenants", k.tenant)
 	case k.org != "" && orgTenant[k.org] != k.tenant:
 		if orgTenant[k.org] == "" {
-			fail(l.at("org"), "organization %q is not declared under tenants", k.org)
+			fail("org", "organization %q is not declared under tenants", k.org)
 		} else {
-			fail(l.at("org"), "organization %q belongs to tenant %q, not %q", k.org, orgTenant[k.org], k.tenant)
+			fail("org", "organization %q belongs to tenant %q, not %q", k.org, orgTenant[k.org], k.tenant)
 		}
 	}
-	p.groups = newBitset(ngroups)
-	seen := map[string]bool{}
-	for i, g := range k.groups {
-		idx, known := groupIdx[g]
-		if !known {
-			fail(l.at("groups", i), "group %q is not declared under groups", g)
-			continue
+	key := strings.Join(k.groups, "\x00") // no allocation for one group
+	gs := groupSets[key]
+	if gs == nil {
+		gs = &groupSet{bits: newBitset(ngroups)}
+		valid := true
+		for i, g := range k.groups {
+			idx, known := groupIdx[g]
+			if !known {
+				c.errorf(cl.loc().at("groups", i), "group %q is not declared under groups", g)
+				ok, valid = false, false
+				continue
+			}
+			if !slices.Contains(gs.names, g) {
+				gs.bits.set(idx)
+				gs.names = append(gs.names, g)
+			}
 		}
-		if !seen[g] {
-			seen[g] = true
-			p.groups.set(idx)
-			p.Groups = append(p.Groups, g)
+		sort.Strings(gs.names)
+		gs.header = strings.Join(gs.names, ",")
+		if valid {
+			groupSets[key] = gs
 		}
 	}
-	sort.Strings(p.Groups)
-	p.GroupsHeader = strings.Join(p.Groups, ",")
+	p.Groups, p.GroupsHeader, p.groups = gs.names, gs.header, gs.bits
 	if k.expiresAt != nil {
 		p.ExpiresAt = k.expiresAt.Time
 		p.expiresUnix = expiryNanos(k.expiresAt.Time)
 	}
-	return p, d, ok
+	return d, ok
 }
 
 // expiryNanos is t in UnixNano for ExpiredAt, clamped to what an int64 holds

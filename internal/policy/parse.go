@@ -68,18 +68,85 @@ func isJSON(name string, data []byte) bool {
 	return len(trimmed) > 0 && trimmed[0] == '{'
 }
 
-// decodeJSON decodes strictly: unknown fields and trailing data are errors.
-// Unlike the YAML path, encoding/json matches field names regardless of case
-// and lets a repeated key win; neither can smuggle in an unknown field.
+// decodeJSON decodes strictly: unknown fields, repeated sections and
+// trailing data are errors (the caller then lets the YAML decoder say where).
+// It streams the top-level object so that the api_keys and sessions arrays,
+// which may hold a million entries, decode element by element into slices
+// sized up front instead of being grown and copied.
+// Unlike the YAML path, encoding/json matches field names regardless of case.
 func decodeJSON(data []byte, doc *Document) error {
 	dec := json.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(doc); err != nil {
+	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+		return fmt.Errorf("not a JSON object")
+	}
+	seen := map[string]bool{}
+	for dec.More() {
+		tok, err := dec.Token()
+		if err != nil {
+			return err
+		}
+		key, _ := tok.(string)
+		if seen[key] {
+			return fmt.Errorf("%q twice", key)
+		}
+		seen[key] = true
+		switch key {
+		case "api_keys":
+			err = decodeArray(dec, &doc.APIKeys, bytes.Count(data, []byte(`"hash"`)))
+		case "sessions":
+			err = decodeArray(dec, &doc.Sessions, 0)
+		case "version":
+			err = dec.Decode(&doc.Version)
+		case "settings":
+			err = dec.Decode(&doc.Settings)
+		case "groups":
+			err = dec.Decode(&doc.Groups)
+		case "tenants":
+			err = dec.Decode(&doc.Tenants)
+		case "endpoints":
+			err = dec.Decode(&doc.Endpoints)
+		default:
+			err = fmt.Errorf("unknown field %q", key)
+		}
+		if err != nil {
+			return err
+		}
+	}
+	if _, err := dec.Token(); err != nil { // the closing brace
 		return err
 	}
 	if dec.More() {
 		return fmt.Errorf("trailing data")
 	}
+	return nil
+}
+
+// decodeArray decodes a JSON array (or null) element by element into dst,
+// with room for sizeHint elements reserved first.
+func decodeArray[T any](dec *json.Decoder, dst *[]T, sizeHint int) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	if tok == nil {
+		return nil
+	}
+	if tok != json.Delim('[') {
+		return fmt.Errorf("not a list")
+	}
+	out := make([]T, 0, sizeHint)
+	for dec.More() {
+		var v T
+		if err := dec.Decode(&v); err != nil {
+			return err
+		}
+		out = append(out, v)
+	}
+	if _, err := dec.Token(); err != nil {
+		return err
+	}
+	*dst = out
 	return nil
 }
 
