@@ -37,7 +37,7 @@ type Principal struct {
 	Tenant       string
 	Org          string // "" for a tenant-level credential
 	Environment  string
-	Groups       []string // sorted, unique
+	Groups       []string // sorted, unique; shared between principals: read only
 	GroupsHeader string   // Groups joined with ","
 	ExpiresAt    time.Time
 	Disabled     bool
