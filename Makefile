@@ -42,6 +42,11 @@ lint:
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem ./internal/...
 
+## bench-load: keygate vs a no-op ext_authz floor under gRPC load (~2.5 min; flags in LOADFLAGS, see docs/performance.md)
+.PHONY: bench-load
+bench-load:
+	$(GO) run ./test/load -rounds 5 -duration 10s -concurrency 50 -connections 10 -keys 10000 $(LOADFLAGS)
+
 ## fuzz: run each fuzz target for FUZZTIME (default 60s)
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/policy/

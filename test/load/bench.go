@@ -1,0 +1,229 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+)
+
+// Names of the servers in the report.
+const (
+	floorName  = "floor"
+	keygateSrv = "keygate"
+	reloadName = "keygate+reload"
+)
+
+// bench runs the whole measurement with its files in tmp; progress gets
+// one line per step.
+func bench(cfg *config, tmp string, progress io.Writer) (*report, error) {
+	rep := &report{cfg: cfg, machine: describeMachine()}
+	var err error
+
+	bin := cfg.keygate
+	if bin == "" {
+		fmt.Fprintln(progress, "building keygate")
+		if bin, err = buildKeygate(tmp); err != nil {
+			return nil, err
+		}
+	}
+	fmt.Fprintf(progress, "generating a policy of %d keys\n", cfg.keys)
+	bp, err := generatePolicy(cfg.keys)
+	if err != nil {
+		return nil, err
+	}
+	pf := &policyFile{path: filepath.Join(tmp, "policy.json")}
+	if pf.variants[0], pf.variants[1], err = bp.variants(); err != nil {
+		return nil, err
+	}
+	if err := writeFile(pf.path, pf.variants[0]); err != nil {
+		return nil, err
+	}
+	req := checkRequest(bp.key)
+
+	// After the build, which should have both CPUs: what starts from here on
+	// inherits CPU 1, and taskset moves the servers to CPU 0.
+	if cfg.pin {
+		restore, err := pinGenerator()
+		if err != nil {
+			return nil, err
+		}
+		if restore != nil {
+			defer restore()
+			rep.pinned = true
+		}
+	}
+
+	floor, err := startFloor(tmp, rep.pinned, cfg.profile != "")
+	if err != nil {
+		return nil, err
+	}
+	defer floor.proc.stop()
+	kg, err := startKeygate(bin, tmp, pf.path, rep.pinned, cfg.profile != "")
+	if err != nil {
+		return nil, err
+	}
+	defer kg.proc.stop()
+	for _, t := range []*target{floor, kg} {
+		if err := probe(t.addr, req, 10*time.Second); err != nil {
+			return nil, errors.Join(err, t.proc.exited())
+		}
+	}
+
+	for round := 1; round <= cfg.rounds; round++ {
+		order := []string{floorName, keygateSrv}
+		if cfg.reloadEvery > 0 {
+			order = append(order, reloadName)
+		}
+		if round%2 == 0 { // ABBA: linear drift weighs on both alike
+			for i, j := 0, len(order)-1; i < j; i, j = i+1, j-1 {
+				order[i], order[j] = order[j], order[i]
+			}
+		}
+		for _, name := range order {
+			t, swap := kg, false
+			switch name {
+			case floorName:
+				t = floor
+			case reloadName:
+				swap = true
+			}
+			r, err := measure(t, req, cfg, pf, swap)
+			if err != nil {
+				return nil, err
+			}
+			r.round, r.server = round, name
+			rep.runs = append(rep.runs, r)
+			fmt.Fprintf(progress, "round %d %-15s %8.0f req/s  p99 %7s  %6.1f µs CPU/req  %d errors\n",
+				round, name, r.s.rps(), quantile(r.s.latencies, 0.99).Round(time.Microsecond), r.s.cpuPerRequest(), r.s.errors)
+		}
+	}
+	rep.rss = kg.proc.maxRSS()
+
+	if cfg.profile != "" {
+		if err := os.MkdirAll(cfg.profile, 0o755); err != nil {
+			return nil, err
+		}
+		for _, t := range []*target{floor, kg} {
+			fmt.Fprintf(progress, "profiling %s for %ds\n", t.name, cfg.profileSeconds)
+			cpu, err := profile(t, req, cfg)
+			if err != nil {
+				return nil, err
+			}
+			rep.profiles = append(rep.profiles, profiled{t.name, filepath.Join(cfg.profile, t.name+".pprof"), cpu})
+		}
+	}
+	return rep, nil
+}
+
+// measure drives one run against t; with swap, the policy file alternates
+// between its two variants every cfg.reloadEvery while the load runs.
+func measure(t *target, req *authv3.CheckRequest, cfg *config, pf *policyFile, swap bool) (result, error) {
+	if err := settle(t.proc); err != nil {
+		return result{}, err
+	}
+	var before reloadStatus
+	stopSwap := func() error { return nil }
+	if swap {
+		var err error
+		if before, err = readReload(t.admin); err != nil {
+			return result{}, err
+		}
+		stopSwap = pf.swapEvery(cfg.reloadEvery)
+	}
+	s, err := drive(t.addr, req, cfg.load, t.proc)
+	if err := errors.Join(stopSwap(), err); err != nil {
+		return result{}, errors.Join(fmt.Errorf("%s: %w", t.name, err), t.proc.exited())
+	}
+	r := result{s: s}
+	if swap {
+		after, err := readReload(t.admin)
+		if err != nil {
+			return result{}, err
+		}
+		r.reloads = after.ReloadsOK - before.ReloadsOK
+		if n := after.ReloadsFailed - before.ReloadsFailed; n > 0 {
+			return result{}, fmt.Errorf("keygate refused %d policy reloads: %s", n, after.LastError)
+		}
+	}
+	return r, nil
+}
+
+// policyFile is the policy keygate serves, in two variants with the same
+// keys; cur is the one on disk.
+type policyFile struct {
+	path     string
+	variants [2][]byte
+	cur      int
+}
+
+// swapEvery writes the other variant over the file every period until the
+// returned function is called; that function reports the first write error.
+func (pf *policyFile) swapEvery(period time.Duration) func() error {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	var err error
+	wg.Go(func() {
+		tick := time.NewTicker(period)
+		defer tick.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-tick.C:
+			}
+			if err = writeFile(pf.path, pf.variants[1-pf.cur]); err != nil {
+				return
+			}
+			pf.cur = 1 - pf.cur
+		}
+	})
+	return func() error {
+		close(done)
+		wg.Wait()
+		return err
+	}
+}
+
+// profile writes a CPU profile of t under the load to dir/NAME.pprof. The run
+// is not part of the report (profiling costs CPU); it returns the run's CPU
+// time per request, to turn the profile's shares into microseconds.
+func profile(t *target, req *authv3.CheckRequest, cfg *config) (float64, error) {
+	if err := settle(t.proc); err != nil {
+		return 0, err
+	}
+	l := cfg.load
+	l.duration = time.Duration(cfg.profileSeconds) * time.Second
+	var prof []byte
+	var perr error
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		time.Sleep(l.warmup)
+		resp, err := http.Get(fmt.Sprintf("%s/debug/pprof/profile?seconds=%d", t.pprof, cfg.profileSeconds))
+		if err != nil {
+			perr = err
+			return
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			perr = fmt.Errorf("pprof of %s: %s", t.name, resp.Status)
+			return
+		}
+		prof, perr = io.ReadAll(resp.Body)
+	})
+	s, err := drive(t.addr, req, l, t.proc)
+	wg.Wait()
+	if err := errors.Join(err, perr); err != nil {
+		return 0, err
+	}
+	if s.errors > 0 {
+		return 0, fmt.Errorf("profile run of %s: %d errors, first: %v", t.name, s.errors, s.firstErr)
+	}
+	return s.cpuPerRequest(), os.WriteFile(filepath.Join(cfg.profile, t.name+".pprof"), prof, 0o644)
+}

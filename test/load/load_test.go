@@ -1,0 +1,81 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestMain lets the test binary act as the floor server, as the harness
+// re-executes itself for it.
+func TestMain(m *testing.M) {
+	if code, handled := childMain(os.Args[1:]); handled {
+		os.Exit(code)
+	}
+	os.Exit(m.Run())
+}
+
+// TestHarnessSmoke runs the whole harness once, briefly, with a tiny policy
+// and policy swaps: both servers answer every request, CPU time is read, and
+// keygate reloads under load without an error.
+func TestHarnessSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs keygate")
+	}
+	cfg := &config{
+		rounds:      1,
+		load:        load{warmup: 200 * time.Millisecond, duration: time.Second, concurrency: 8, connections: 2},
+		keys:        20,
+		pin:         true,
+		reloadEvery: 250 * time.Millisecond,
+	}
+	var progress bytes.Buffer
+	rep, err := bench(cfg, t.TempDir(), &progress)
+	if err != nil {
+		t.Fatalf("bench: %v\n%s", err, progress.String())
+	}
+	if len(rep.runs) != 3 {
+		t.Fatalf("%d runs, want floor, keygate and keygate+reload", len(rep.runs))
+	}
+	for _, r := range rep.runs {
+		if r.s.requests == 0 || r.s.errors != 0 {
+			t.Errorf("%s: %d requests, %d errors (first: %v); want some and none", r.server, r.s.requests, r.s.errors, r.s.firstErr)
+		}
+		if r.server == reloadName && r.reloads == 0 {
+			t.Errorf("%s: keygate reloaded the policy 0 times", r.server)
+		}
+	}
+	var out bytes.Buffer
+	rep.print(&out)
+	for _, want := range []string{"keygate ÷ floor", "CPU/req µs", "reloading ÷ steady"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("report lacks %q:\n%s", want, out.String())
+		}
+	}
+	t.Log("\n" + out.String())
+}
+
+func TestParseStatTicks(t *testing.T) {
+	stat := []byte("4242 (key gate) S 1 4242 4242 0 -1 4194560 812 0 0 0 731 269 0 0 20 0 7 0 1234 0 0")
+	got, err := parseStatTicks(stat)
+	if err != nil || got != 1000 {
+		t.Fatalf("parseStatTicks = %d, %v; want 731+269 = 1000", got, err)
+	}
+	if _, err := parseStatTicks([]byte("4242 (x) S 1")); err == nil {
+		t.Fatal("a short stat line parsed")
+	}
+}
+
+func TestQuantile(t *testing.T) {
+	var l []time.Duration
+	for i := 1; i <= 100; i++ {
+		l = append(l, time.Duration(i))
+	}
+	for q, want := range map[float64]time.Duration{0.5: 51, 0.9: 90, 0.99: 99, 1: 100} {
+		if got := quantile(l, q); got != want {
+			t.Errorf("quantile(%v) = %d, want %d", q, got, want)
+		}
+	}
+}

@@ -1,0 +1,112 @@
+// Command load measures keygate under gRPC load against a floor: a no-op
+// ext_authz server that allows everything, the cost of gRPC alone.
+//
+//	go run ./test/load [-rounds 5 -duration 10s -concurrency 50 -connections 10 -keys 10000]
+//
+// It builds keygate, generates a policy, starts the floor and keygate as
+// separate processes pinned to CPU 0 (when taskset exists) and drives them
+// in alternating runs from this process pinned to CPU 1. On two cores the
+// load generator saturates before a fast server does, so servers are
+// compared by their CPU time per request (utime+stime from /proc/PID/stat),
+// not by throughput. See docs/performance.md.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+)
+
+func main() {
+	if code, handled := childMain(os.Args[1:]); handled {
+		os.Exit(code)
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// config is the harness's command line.
+type config struct {
+	rounds         int
+	load           load
+	keys           int
+	keygate        string        // prebuilt binary; empty builds ./cmd/keygate
+	pin            bool          // pin servers to CPU 0 and the load to CPU 1
+	reloadEvery    time.Duration // > 0 adds a run that swaps the policy this often
+	profile        string        // directory for CPU profiles of both servers
+	profileSeconds int
+}
+
+func parseConfig(args []string, stderr io.Writer) (*config, error) {
+	c := &config{}
+	fs := flag.NewFlagSet("load", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.IntVar(&c.rounds, "rounds", 5, "rounds; each runs the floor and keygate once, in alternating order")
+	fs.DurationVar(&c.load.duration, "duration", 10*time.Second, "measured length of each run")
+	fs.DurationVar(&c.load.warmup, "warmup", 2*time.Second, "unmeasured load before each run's window")
+	fs.IntVar(&c.load.concurrency, "concurrency", 50, "concurrent requests in flight")
+	fs.IntVar(&c.load.connections, "connections", 10, "gRPC connections the requests are spread over")
+	fs.IntVar(&c.keys, "keys", 10000, "API keys in the generated policy")
+	fs.StringVar(&c.keygate, "keygate", "", "keygate binary to measure (default: build ./cmd/keygate)")
+	fs.BoolVar(&c.pin, "pin", true, "pin the servers to CPU 0 and the load generator to CPU 1 (needs taskset and 2 CPUs)")
+	fs.DurationVar(&c.reloadEvery, "reload-every", 0, "if set, each round adds a keygate run that swaps the policy file this often")
+	fs.StringVar(&c.profile, "profile", "", "after the rounds, write CPU profiles of the floor and keygate under the same load to floor.pprof and keygate.pprof in this directory")
+	fs.IntVar(&c.profileSeconds, "profile-seconds", 10, "length of the -profile run")
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	switch {
+	case fs.NArg() > 0:
+		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
+	case c.rounds < 1, c.load.duration <= 0, c.load.warmup < 0, c.load.concurrency < 1, c.load.connections < 1:
+		return nil, errors.New("-rounds, -duration, -concurrency and -connections must be positive")
+	case c.load.connections > c.load.concurrency:
+		return nil, errors.New("-connections must not exceed -concurrency")
+	case c.profile != "" && c.profileSeconds < 1:
+		return nil, errors.New("-profile-seconds must be at least 1")
+	}
+	return c, nil
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cfg, err := parseConfig(args, stderr)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, "load:", err)
+		return 2
+	}
+	dir, err := os.MkdirTemp("", "keygate-load-")
+	if err != nil {
+		fmt.Fprintln(stderr, "load:", err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	// On Ctrl-C the servers die with the harness (Pdeathsig); the policies
+	// and the keygate binary in dir are removed here.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	defer signal.Stop(sig)
+	go func() {
+		s := <-sig
+		os.RemoveAll(dir)
+		fmt.Fprintln(stderr, "load:", s)
+		os.Exit(130)
+	}()
+	rep, err := bench(cfg, dir, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "load:", err)
+		return 1
+	}
+	rep.print(stdout)
+	if n := rep.errors(); n > 0 {
+		fmt.Fprintf(stderr, "load: %d requests failed\n", n)
+		return 1
+	}
+	return 0
+}
