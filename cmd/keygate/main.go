@@ -22,6 +22,8 @@ const usage = `keygate: Envoy external authorization for API keys and sessions
 
 Usage:
   keygate serve --policy FILE|DIR [flags]   serve ext_authz (gRPC :9001, HTTP :9002, admin :9003)
+  keygate serve --kube-namespace NS --kube-selector LABELS [flags]
+                                            the same, with the policy from ConfigMaps
   keygate keys create|import|list|revoke|rotate [flags]
                                             make and manage API keys in a policy file
   keygate sessions create|revoke [flags]    make and revoke session tokens
