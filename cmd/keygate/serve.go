@@ -133,7 +133,8 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen grpc: %w", err)
 	}
-	grpcSrv := grpc.NewServer(grpc.MaxConcurrentStreams(uint32(cfg.maxStreams)), grpc.MaxRecvMsgSize(cfg.maxRecvMsg))
+	grpcSrv := grpc.NewServer(grpc.ForceServerCodec(server.Codec{}),
+		grpc.MaxConcurrentStreams(uint32(cfg.maxStreams)), grpc.MaxRecvMsgSize(cfg.maxRecvMsg))
 	authv3.RegisterAuthorizationServer(grpcSrv, server.NewAuthServer(decider, dlog, observer))
 	grpcHealth := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, grpcHealth)

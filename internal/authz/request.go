@@ -50,8 +50,10 @@ type Request struct {
 // ContextEndpointKey is the context extension that names an endpoint.
 const ContextEndpointKey = "keygate_endpoint"
 
-// NormalizePath returns the path without query or fragment, percent-escapes
-// decoded, "." and ".." segments resolved and repeated slashes merged. It
+// NormalizePath returns the path without query or fragment, escapes of
+// unreserved characters decoded (others kept, in upper-case hex), "." and ".."
+// segments resolved and repeated slashes merged, as RFC 3986 and Envoy's
+// normalize_path do. It
 // refuses (ok false) what cannot be normalized safely: a path that does not
 // start with "/", ".." above the root, an encoded "/" or "\", a backslash,
 // a control character or a malformed escape. A path that is already clean is
@@ -105,10 +107,16 @@ func normalizeSlow(raw string) (string, bool) {
 			return "", false
 		}
 		b := byte(h<<4 | l)
-		if b == '/' || b == '\\' || b < 0x20 || b == 0x7f {
+		switch {
+		case b == '/' || b == '\\' || b < 0x20 || b == 0x7f:
 			return "", false
+		case unreserved(b):
+			decoded = append(decoded, b)
+		default:
+			// Reserved and other bytes stay encoded, as RFC 3986 and
+			// Envoy's normalize_path keep them: "/%3F" is not "/?".
+			decoded = append(decoded, '%', upperHex[b>>4], upperHex[b&0xf])
 		}
-		decoded = append(decoded, b)
 		i += 2
 	}
 	segs := strings.Split(string(decoded[1:]), "/")
@@ -135,6 +143,14 @@ func normalizeSlow(raw string) (string, bool) {
 		p += "/"
 	}
 	return p, true
+}
+
+const upperHex = "0123456789ABCDEF"
+
+// unreserved are the bytes RFC 3986 says are the same encoded or not.
+func unreserved(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
 }
 
 func unhex(c byte) int {
