@@ -267,3 +267,15 @@ func TestDecideDoesNotAllocateOnCacheHit(t *testing.T) {
 		t.Errorf("Decide allocated %v times per request on a cache hit", n)
 	}
 }
+
+func TestRequestWithoutHeadersIsDecided(t *testing.T) {
+	a, _ := newAuthorizer(t, compileTestPolicy(t, ""))
+	req := authz.Request{Method: "GET", Host: "api.example.com", Path: "/whoami"}
+	d := a.Decide(&req)
+	if d.Result != authz.Deny || d.Reason != authz.ReasonMissingCredential {
+		t.Fatalf("got %v %v, want a 401 for the missing key", d.Result, d.Reason)
+	}
+	if rm := d.HeadersToRemove(nil, req.Headers, nil); len(rm) != 0 {
+		t.Errorf("removed %v", rm)
+	}
+}

@@ -122,6 +122,9 @@ func (a *Authorizer) Decide(r *Request) Decision {
 		return Decision{Result: Unavailable, Status: 503, Reason: ReasonNoPolicy}
 	}
 	d := Decision{Snapshot: snap}
+	if r.Headers == nil {
+		r.Headers = MapHeaders(nil) // no headers: every lookup is empty
+	}
 	path, ok := NormalizePath(r.Path)
 	if !ok {
 		return d.deny(403, ReasonBadPath)
