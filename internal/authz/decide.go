@@ -21,6 +21,21 @@ const (
 	Unavailable               // no policy loaded yet
 )
 
+// Outcome names what happened, for logs and metric labels: allow, deny,
+// shadow_deny (a shadow-mode endpoint would have denied; allowed) or
+// unavailable.
+func (d *Decision) Outcome() string {
+	switch {
+	case d.Result == Deny:
+		return "deny"
+	case d.Result == Unavailable:
+		return "unavailable"
+	case d.Shadowed:
+		return "shadow_deny"
+	}
+	return "allow"
+}
+
 // Reason says why; the values are a closed set, fit for metric labels.
 type Reason uint8
 
@@ -141,6 +156,9 @@ func (a *Authorizer) Decide(r *Request) Decision {
 		e, d.Org = snap.Match(r.Method, NormalizeHost(r.Host), path)
 	}
 	d.Endpoint = e
+	if e == nil && !snap.DefaultAllow {
+		return d.deny(403, ReasonNoMatch) // no credential can change this
+	}
 
 	now := a.now().UnixNano()
 	var keyBad, sessBad Reason
@@ -164,14 +182,10 @@ func (a *Authorizer) Decide(r *Request) Decision {
 			d.Key, d.Session = nil, nil
 		}
 		d.setTenantAndOrg()
-		switch {
-		case e != nil:
-			return d.allow(ReasonAnonymous)
-		case snap.DefaultAllow:
+		if e == nil {
 			return d.allow(ReasonDefaultAllow)
-		default:
-			return d.deny(403, ReasonNoMatch)
 		}
+		return d.allow(ReasonAnonymous)
 	}
 
 	// A protected endpoint: every presented credential must verify.

@@ -15,27 +15,6 @@ import (
 	"github.com/keygate/keygate/internal/source"
 )
 
-// Result label values of keygate_decisions_total: a closed set.
-const (
-	ResultAllow       = "allow"
-	ResultDeny        = "deny"
-	ResultShadowDeny  = "shadow_deny" // denied by a shadow-mode endpoint, allowed
-	ResultUnavailable = "unavailable"
-)
-
-// ResultOf names a decision's outcome.
-func ResultOf(d *authz.Decision) string {
-	switch {
-	case d.Result == authz.Deny:
-		return ResultDeny
-	case d.Result == authz.Unavailable:
-		return ResultUnavailable
-	case d.Shadowed:
-		return ResultShadowDeny
-	}
-	return ResultAllow
-}
-
 // Metrics records decisions. It implements server.Observer.
 type Metrics struct {
 	decisions *prometheus.CounterVec
@@ -89,7 +68,7 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 // ObserveDecision records one decision; labels come from closed sets and the
 // policy's endpoint names, never from the request.
 func (m *Metrics) ObserveDecision(transport string, d *authz.Decision, took time.Duration) {
-	m.decisions.WithLabelValues(ResultOf(d), d.Reason.String(), d.EndpointName()).Inc()
+	m.decisions.WithLabelValues(d.Outcome(), d.Reason.String(), d.EndpointName()).Inc()
 	if transport == "http" {
 		m.durHTTP.Observe(took.Seconds())
 	} else {

@@ -65,19 +65,10 @@ func (l *DecisionLog) wants(d *authz.Decision) bool {
 }
 
 func (l *DecisionLog) write(d *authz.Decision, e entry) {
-	result := "allow"
-	switch {
-	case d.Result == authz.Deny:
-		result = "deny"
-	case d.Result == authz.Unavailable:
-		result = "unavailable"
-	case d.Shadowed:
-		result = "shadow_deny"
-	}
 	l.log.Info("decision",
 		zap.String("decision_id", e.id),
 		zap.String("transport", e.transport),
-		zap.String("result", result),
+		zap.String("result", d.Outcome()),
 		zap.Int("status", d.Status),
 		zap.String("reason", d.Reason.String()),
 		zap.String("endpoint", d.EndpointName()),
