@@ -51,6 +51,11 @@ bench:
 bench-load:
 	$(GO) run ./test/load -rounds 5 -duration 10s -concurrency 50 -connections 10 -keys 10000 $(LOADFLAGS)
 
+## soak: 10 min of load with a policy reload every second alternating a key's presence (make test runs a 9 s version; see docs/performance.md)
+.PHONY: soak
+soak:
+	$(GO) run ./test/load -soak 10m -keys 5000 -concurrency 20 -connections 4 $(LOADFLAGS)
+
 ## fuzz: run each fuzz target for FUZZTIME (default 60s)
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./internal/policy/

@@ -2,6 +2,7 @@
 // ext_authz server that allows everything, the cost of gRPC alone.
 //
 //	go run ./test/load [-rounds 5 -duration 10s -concurrency 50 -connections 10 -keys 10000]
+//	go run ./test/load -soak 10m [-keys 5000 -concurrency 20 -connections 4]
 //
 // It builds keygate, generates a policy, starts the floor and keygate as
 // separate processes pinned to CPU 0 (when taskset exists) and drives them
@@ -39,6 +40,7 @@ type config struct {
 	reloadEvery    time.Duration // > 0 adds a run that swaps the policy this often
 	profile        string        // directory for CPU profiles of both servers
 	profileSeconds int
+	soak           time.Duration // > 0 runs a soak instead of the rounds
 }
 
 func parseConfig(args []string, stderr io.Writer) (*config, error) {
@@ -56,8 +58,22 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.reloadEvery, "reload-every", 0, "if set, each round adds a keygate run that swaps the policy file this often")
 	fs.StringVar(&c.profile, "profile", "", "after the rounds, write CPU profiles of the floor and keygate under the same load to floor.pprof and keygate.pprof in this directory")
 	fs.IntVar(&c.profileSeconds, "profile-seconds", 10, "length of the -profile run")
+	fs.DurationVar(&c.soak, "soak", 0, "if set, run a soak this long instead of the rounds: load with K_stay while the policy is rewritten every second, alternately with and without K_flip (defaults then: -keys 5000 -concurrency 20 -connections 4)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
+	}
+	if c.soak > 0 {
+		set := map[string]bool{}
+		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+		for _, d := range []struct {
+			name string
+			v    *int
+			soak int
+		}{{"keys", &c.keys, 5000}, {"concurrency", &c.load.concurrency, 20}, {"connections", &c.load.connections, 4}} {
+			if !set[d.name] {
+				*d.v = d.soak
+			}
+		}
 	}
 	switch {
 	case fs.NArg() > 0:
@@ -66,6 +82,8 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		return nil, errors.New("-rounds, -duration, -concurrency and -connections must be positive")
 	case c.load.connections > c.load.concurrency:
 		return nil, errors.New("-connections must not exceed -concurrency")
+	case c.soak < 0, c.soak > 0 && c.soak < 20*time.Second:
+		return nil, errors.New("-soak must be at least 20s: memory is sampled from 10s on, every 5s")
 	case c.profile != "" && c.profileSeconds < 1:
 		return nil, errors.New("-profile-seconds must be at least 1")
 	}
@@ -98,6 +116,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, "load:", s)
 		os.Exit(130)
 	}()
+	if cfg.soak > 0 {
+		return runSoak(cfg, dir, stdout, stderr)
+	}
 	rep, err := bench(cfg, dir, stderr)
 	if err != nil {
 		fmt.Fprintln(stderr, "load:", err)
@@ -108,5 +129,36 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "load: %d requests failed\n", n)
 		return 1
 	}
+	return 0
+}
+
+// runSoak runs the -soak mode and fails when any of its assertions does.
+func runSoak(cfg *config, dir string, stdout, stderr io.Writer) int {
+	res, err := soak(soakConfig{
+		duration:     cfg.soak,
+		keys:         cfg.keys,
+		concurrency:  cfg.load.concurrency,
+		connections:  cfg.load.connections,
+		flipEvery:    time.Second,
+		sampleEvery:  5 * time.Second,
+		warmup:       10 * time.Second,
+		reloadWithin: 5 * time.Second,
+		keygate:      cfg.keygate,
+	}, dir, stderr)
+	if err != nil {
+		fmt.Fprintln(stderr, "load:", err)
+		return 1
+	}
+	res.print(stdout)
+	// One reload a second, with slack for rewrites that land on a slow
+	// machine's late generation.
+	problems := res.problems(int(cfg.soak/time.Second) / 2)
+	for _, p := range problems {
+		fmt.Fprintln(stderr, "soak:", p)
+	}
+	if len(problems) > 0 {
+		return 1
+	}
+	fmt.Fprintln(stdout, "soak: passed")
 	return 0
 }
