@@ -11,12 +11,13 @@ import (
 	"github.com/keygate/keygate/internal/policy"
 )
 
-// genPolicy writes a policy with 10 endpoints and n keys; key i is
-// fmt.Sprintf("bench-key-%08d", i). It returns the YAML text.
-func genPolicy(n int) string {
+// genPolicy writes a policy with endpoints endpoints and n keys; key i is
+// fmt.Sprintf("bench-key-%08d", i). The request matches the last endpoint,
+// the worst case of first-match order. It returns the YAML text.
+func genPolicy(n, endpoints int) string {
 	var b strings.Builder
 	b.WriteString("version: 1\ngroups: [{name: sales}, {name: ops}]\ntenants: [{id: acme, orgs: [acme-eu, acme-us]}]\nendpoints:\n")
-	for i := 0; i < 9; i++ {
+	for i := 0; i < endpoints-1; i++ {
 		fmt.Fprintf(&b, "  - {name: e%d, match: {methods: [GET], path: \"/svc%d/{org}/items/**\"}, groups: [ops], org: {from: path, name: org}}\n", i, i)
 	}
 	b.WriteString("  - {name: sales, match: {methods: [GET, POST], path: \"/orgs/{org}/sales/**\"}, groups: [sales], org: {from: path, name: org}}\n")
@@ -31,10 +32,21 @@ type fixedStore struct{ s *policy.Snapshot }
 
 func (f fixedStore) Current() *policy.Snapshot { return f.s }
 
+// BenchmarkDecide is an API-key request on a cache hit that matches the last
+// endpoint: keys=N with 10 endpoints, and endpoints=M with 10,000 keys.
 func BenchmarkDecide(b *testing.B) {
-	for _, n := range []int{10_000, 100_000} {
-		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
-			snap, err := policy.Load([]policy.Input{{Name: "bench.yaml", Data: []byte(genPolicy(n))}}, policy.Options{Generation: 1})
+	cases := []struct {
+		name            string
+		keys, endpoints int
+	}{
+		{"keys=10000", 10_000, 10},
+		{"keys=100000", 100_000, 10},
+		{"keys=10000/endpoints=100", 10_000, 100},
+		{"keys=10000/endpoints=1000", 10_000, 1000},
+	}
+	for _, bc := range cases {
+		b.Run(bc.name, func(b *testing.B) {
+			snap, err := policy.Load([]policy.Input{{Name: "bench.yaml", Data: []byte(genPolicy(bc.keys, bc.endpoints))}}, policy.Options{Generation: 1})
 			if err != nil {
 				b.Fatal(err)
 			}
