@@ -74,15 +74,6 @@ func (r Reason) String() string {
 	return "unknown"
 }
 
-// Reasons lists every reason, for pre-declaring metric series.
-func Reasons() []Reason {
-	out := make([]Reason, reasonCount)
-	for i := range out {
-		out[i] = Reason(i)
-	}
-	return out
-}
-
 // Decision is the answer to one request, as plain data.
 type Decision struct {
 	Result Result

@@ -131,7 +131,12 @@ func (pc *policyCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (pc *policyCollector) Collect(ch chan<- prometheus.Metric) {
 	st := pc.store.Status()
-	ch <- prometheus.MustNewConstMetric(generationDesc, prometheus.GaugeValue, float64(st.Generation))
+	snap := pc.store.Current()
+	var gen uint64
+	if snap != nil {
+		gen = snap.Generation
+	}
+	ch <- prometheus.MustNewConstMetric(generationDesc, prometheus.GaugeValue, float64(gen))
 	ch <- prometheus.MustNewConstMetric(reloadsDesc, prometheus.CounterValue, float64(st.ReloadsOK), pc.source, "success")
 	ch <- prometheus.MustNewConstMetric(reloadsDesc, prometheus.CounterValue, float64(st.ReloadsFailed), pc.source, "failure")
 	var last float64
@@ -144,7 +149,6 @@ func (pc *policyCollector) Collect(ch chan<- prometheus.Metric) {
 		ok = 1
 	}
 	ch <- prometheus.MustNewConstMetric(lastReloadOKDesc, prometheus.GaugeValue, ok)
-	snap := pc.store.Current()
 	if snap == nil {
 		return
 	}

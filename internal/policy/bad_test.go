@@ -105,7 +105,7 @@ var badConfigs = []struct {
 	{"digest_no_prefix.bad.yaml", 7, "api_keys[0].hash", `hash must be "sha256:" and 64 hex digits (never the key itself)`},
 	{"digest_raw_key.bad.json", 7, "api_keys[0].hash", `hash must be "sha256:" and 64 hex digits (never the key itself)`},
 	{"digest_short.bad.yaml", 7, "api_keys[0].hash", "hash must have 64 hex digits after sha256:, not 10"},
-	{"digest_not_hex.bad.yaml", 7, "api_keys[0].hash", "hash must be hex digits after sha256:"},
+	{"digest_not_hex.bad.yaml", 7, "api_keys[0].hash", "hash has a character that is not a hex digit after \"sha256:\""},
 	{"digest_empty.bad.yaml", 6, "sessions[0].hash", `hash is required: "sha256:" and 64 hex digits`},
 	{"user_missing.bad.yaml", 6, "api_keys[0].user", "user is required"},
 	{"user_comma.bad.yaml", 9, "sessions[0].user", "user must not contain commas or line breaks"},

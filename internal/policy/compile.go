@@ -576,7 +576,7 @@ func ParseDigest(s string) (Digest, error) {
 		return d, fmt.Errorf("hash must have 64 hex digits after sha256:, not %d", len(hexPart))
 	}
 	if _, err := hex.Decode(d[:], []byte(hexPart)); err != nil {
-		return d, fmt.Errorf("hash must be hex digits after sha256:")
+		return d, fmt.Errorf("hash has a character that is not a hex digit after \"sha256:\"")
 	}
 	return d, nil
 }

@@ -48,11 +48,16 @@ func AdminHandler(h *Health, extra map[string]http.Handler) http.Handler {
 				w.WriteHeader(http.StatusServiceUnavailable)
 			}
 			st := h.store.Status()
+			var gen uint64
+			var src string
+			if snap := h.store.Current(); snap != nil {
+				gen, src = snap.Generation, snap.Source
+			}
 			_ = json.NewEncoder(w).Encode(map[string]any{
-				"ready": ready, "reason": why, "generation": st.Generation,
+				"ready": ready, "reason": why, "generation": gen,
 				"last_success": st.LastSuccess, "last_reload_ok": st.LastReloadOK,
 				"last_error": st.LastError, "reloads_ok": st.ReloadsOK,
-				"reloads_failed": st.ReloadsFailed, "source": st.SourceName,
+				"reloads_failed": st.ReloadsFailed, "source": src,
 			})
 			return
 		}

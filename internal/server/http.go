@@ -87,13 +87,13 @@ func (h *HTTPAuth) original(req *http.Request) (method, host, path string) {
 	}
 	switch origin {
 	case OriginXOriginal:
-		return req.Header.Get("X-Original-Method"), req.Host, xOriginal
+		return proxyNamed(req.Header.Get("X-Original-Method"), req.Host, xOriginal)
 	case OriginXForwarded:
 		host = req.Header.Get("X-Forwarded-Host")
 		if host == "" {
 			host = req.Host
 		}
-		return req.Header.Get("X-Forwarded-Method"), host, xForwarded
+		return proxyNamed(req.Header.Get("X-Forwarded-Method"), host, xForwarded)
 	}
 	path = req.RequestURI
 	if h.pathPrefix != "" {
@@ -106,6 +106,15 @@ func (h *HTTPAuth) original(req *http.Request) (method, host, path string) {
 	return req.Method, req.Host, path
 }
 
+// proxyNamed is the request a proxy named in headers; without its method the
+// path is refused.
+func proxyNamed(method, host, path string) (string, string, string) {
+	if method == "" {
+		return "", host, ""
+	}
+	return method, host, path
+}
+
 // HeadersToRemoveHeader carries, on an allowed answer, the request headers
 // Envoy must remove before the request goes upstream.
 const HeadersToRemoveHeader = "x-envoy-auth-headers-to-remove"
@@ -113,9 +122,6 @@ const HeadersToRemoveHeader = "x-envoy-auth-headers-to-remove"
 func (h *HTTPAuth) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	start := time.Now()
 	method, host, path := h.original(req)
-	if method == "" {
-		path = "" // a proxy that names the path must name the method too
-	}
 	r := authz.Request{
 		Method:  method,
 		Host:    host,
@@ -123,13 +129,14 @@ func (h *HTTPAuth) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		Headers: authz.HTTPHeaders(req.Header),
 	}
 	d := h.authz.Decide(&r)
+	logged := h.log.wants(&d)
 	id := ""
-	if d.Result != authz.Allow || h.log.wants(&d) {
+	if d.Result != authz.Allow || logged {
 		id = authz.DecisionID(req.Header.Get("x-request-id"))
 	}
 	writeHTTPAnswer(w, &d, &r, id)
 	h.obs.ObserveDecision("http", &d, time.Since(start))
-	if h.log.wants(&d) {
+	if logged {
 		src, _, _ := net.SplitHostPort(req.RemoteAddr)
 		h.log.write(&d, entry{transport: "http", id: id, method: r.Method, path: r.Path, source: src, start: start})
 	}

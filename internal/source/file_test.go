@@ -125,13 +125,13 @@ func countMsg(logs *observer.ObservedLogs, msg string) int {
 	return logs.FilterMessage(msg).Len()
 }
 
-// startRun runs f until the test ends and returns once the watch is in place
-// (Run logs "watching policy" after its first look at the content).
-func startRun(t *testing.T, f *File, logs *observer.ObservedLogs) {
+// runUntilCleanup runs a source's Run until the test ends, then checks that
+// it returns nil promptly once its context is cancelled.
+func runUntilCleanup(t *testing.T, run func(context.Context) error) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- f.Run(ctx) }()
+	go func() { done <- run(ctx) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -143,6 +143,13 @@ func startRun(t *testing.T, f *File, logs *observer.ObservedLogs) {
 			t.Error("Run did not return after cancel")
 		}
 	})
+}
+
+// startRun runs f until the test ends and returns once the watch is in place
+// (Run logs "watching policy" after its first look at the content).
+func startRun(t *testing.T, f *File, logs *observer.ObservedLogs) {
+	t.Helper()
+	runUntilCleanup(t, f.Run)
 	waitFor(t, "the watch to start", func() bool { return countMsg(logs, "watching policy") > 0 })
 }
 
@@ -200,7 +207,7 @@ func TestFileLoadPublishes(t *testing.T) {
 	if snap.Source != path {
 		t.Errorf("source = %q, want %q", snap.Source, path)
 	}
-	if st := store.Status(); !st.LastReloadOK || st.ReloadsOK != 1 || st.Generation != snap.Generation {
+	if st := store.Status(); !st.LastReloadOK || st.ReloadsOK != 1 || store.Current() != snap {
 		t.Errorf("status = %+v", st)
 	}
 	loaded := logs.FilterMessage("policy loaded").All()

@@ -105,20 +105,7 @@ func (e *kubeEnv) loadAndRun(t *testing.T) {
 	if err := e.src.Load(context.Background()); err != nil {
 		t.Fatalf("Load: %v", err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- e.src.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("Run: %v", err)
-			}
-		case <-time.After(3 * time.Second):
-			t.Error("Run did not return after cancel")
-		}
-	})
+	runUntilCleanup(t, e.src.Run)
 	select {
 	case <-e.watchStarted:
 	case <-time.After(3 * time.Second):

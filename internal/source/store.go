@@ -22,17 +22,14 @@ type Store struct {
 	listeners []func(*policy.Snapshot)
 }
 
-// Status says how reloads have gone, for readiness, logs and metrics.
+// Status says how reloads have gone, for readiness, logs and metrics. The
+// snapshot in force (its generation and source) is Current().
 type Status struct {
-	Generation     uint64
-	LastSuccess    time.Time
-	LastAttempt    time.Time
-	LastError      string // one line; names file and line, never a secret
-	ReloadsOK      uint64
-	ReloadsFailed  uint64
-	LastReloadOK   bool
-	SourceName     string
-	SnapshotCounts policy.Counts
+	LastSuccess   time.Time
+	LastError     string // one line; names file and line, never a secret
+	ReloadsOK     uint64
+	ReloadsFailed uint64
+	LastReloadOK  bool
 }
 
 // NewStore returns an empty store: Current is nil until the first Publish.
@@ -49,13 +46,10 @@ func (s *Store) Publish(snap *policy.Snapshot) {
 	s.current.Store(snap)
 	s.mu.Lock()
 	now := time.Now()
-	s.status.Generation = snap.Generation
-	s.status.LastSuccess, s.status.LastAttempt = now, now
+	s.status.LastSuccess = now
 	s.status.LastError = ""
 	s.status.ReloadsOK++
 	s.status.LastReloadOK = true
-	s.status.SourceName = snap.Source
-	s.status.SnapshotCounts = snap.Counts()
 	ls := slices.Clone(s.listeners)
 	s.mu.Unlock()
 	for _, l := range ls {
@@ -67,7 +61,6 @@ func (s *Store) Publish(snap *policy.Snapshot) {
 func (s *Store) Refuse(err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.status.LastAttempt = time.Now()
 	s.status.LastError = err.Error()
 	s.status.ReloadsFailed++
 	s.status.LastReloadOK = false
