@@ -52,11 +52,11 @@ func (d *Decision) Auth() string {
 func (d *Decision) Groups() string {
 	switch {
 	case d.Key != nil && d.Session != nil:
-		return mergeSorted(d.Key.Groups, d.Session.Groups)
+		return mergeSorted(d.Key.Groups(), d.Session.Groups())
 	case d.Key != nil:
-		return d.Key.GroupsHeader
+		return d.Key.GroupsHeader()
 	case d.Session != nil:
-		return d.Session.GroupsHeader
+		return d.Session.GroupsHeader()
 	}
 	return ""
 }

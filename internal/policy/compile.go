@@ -541,9 +541,8 @@ func (c *compiler) credential(p *Principal, kind Kind, k credSpec, cl credLoc, t
 			groupSets[key] = gs
 		}
 	}
-	p.Groups, p.GroupsHeader, p.groups = gs.names, gs.header, gs.bits
+	p.groups = gs
 	if k.expiresAt != nil {
-		p.ExpiresAt = k.expiresAt.Time
 		p.expiresUnix = expiryNanos(k.expiresAt.Time)
 	}
 	return d, ok

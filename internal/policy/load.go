@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"errors"
 	"fmt"
@@ -73,17 +74,23 @@ func ReadPath(path string) ([]Input, error) {
 	return out, nil
 }
 
+// readLimited reads a policy file into a buffer of its size: growing the
+// buffer as io.ReadAll does would cost twice a large file's size in memory.
 func readLimited(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("read policy: %w", err)
 	}
 	defer f.Close()
-	data, err := io.ReadAll(io.LimitReader(f, MaxFragmentSize+1))
-	if err != nil {
+	var size int64
+	if st, err := f.Stat(); err == nil {
+		size = st.Size()
+	}
+	buf := bytes.NewBuffer(make([]byte, 0, min(size, MaxFragmentSize)+bytes.MinRead))
+	if _, err := buf.ReadFrom(io.LimitReader(f, MaxFragmentSize+1)); err != nil {
 		return nil, fmt.Errorf("read policy %s: %w", path, err)
 	}
-	return data, nil
+	return buf.Bytes(), nil
 }
 
 // Load parses and compiles inputs as one policy. Errors from every input are

@@ -2,7 +2,6 @@ package policy
 
 import (
 	"bytes"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -11,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/go-json-experiment/json"
+	"github.com/go-json-experiment/json/jsontext"
 	"gopkg.in/yaml.v3"
 )
 
@@ -68,44 +69,38 @@ func isJSON(name string, data []byte) bool {
 	return len(trimmed) > 0 && trimmed[0] == '{'
 }
 
-// decodeJSON decodes strictly: unknown fields, repeated sections and
-// trailing data are errors (the caller then lets the YAML decoder say where).
-// It streams the top-level object so that the api_keys and sessions arrays,
-// which may hold a million entries, decode element by element into slices
-// sized up front instead of being grown and copied.
-// Unlike the YAML path, encoding/json matches field names regardless of case.
+// decodeJSON decodes strictly: unknown fields, repeated fields, field names
+// in another case than the format's, and trailing data are errors (the
+// caller then lets the YAML decoder say where). It streams the top-level
+// object so that the api_keys and sessions arrays, which may hold a million
+// entries, decode element by element into slices sized up front instead of
+// being grown and copied.
 func decodeJSON(data []byte, doc *Document) error {
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
-	if tok, err := dec.Token(); err != nil || tok != json.Delim('{') {
+	dec := jsontext.NewDecoder(bytes.NewReader(data))
+	opts := json.RejectUnknownMembers(true)
+	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
 		return fmt.Errorf("not a JSON object")
 	}
-	seen := map[string]bool{}
-	for dec.More() {
-		tok, err := dec.Token()
+	for dec.PeekKind() != '}' {
+		tok, err := dec.ReadToken()
 		if err != nil {
 			return err
 		}
-		key, _ := tok.(string)
-		if seen[key] {
-			return fmt.Errorf("%q twice", key)
-		}
-		seen[key] = true
-		switch key {
+		switch key := tok.String(); key {
 		case "api_keys":
-			err = decodeArray(dec, &doc.APIKeys, bytes.Count(data, []byte(`"hash"`)))
+			err = decodeArray(dec, &doc.APIKeys, bytes.Count(data, []byte(`"hash"`)), opts)
 		case "sessions":
-			err = decodeArray(dec, &doc.Sessions, 0)
+			err = decodeArray(dec, &doc.Sessions, 0, opts)
 		case "version":
-			err = dec.Decode(&doc.Version)
+			err = json.UnmarshalDecode(dec, &doc.Version, opts)
 		case "settings":
-			err = dec.Decode(&doc.Settings)
+			err = json.UnmarshalDecode(dec, &doc.Settings, opts)
 		case "groups":
-			err = dec.Decode(&doc.Groups)
+			err = json.UnmarshalDecode(dec, &doc.Groups, opts)
 		case "tenants":
-			err = dec.Decode(&doc.Tenants)
+			err = json.UnmarshalDecode(dec, &doc.Tenants, opts)
 		case "endpoints":
-			err = dec.Decode(&doc.Endpoints)
+			err = json.UnmarshalDecode(dec, &doc.Endpoints, opts)
 		default:
 			err = fmt.Errorf("unknown field %q", key)
 		}
@@ -113,10 +108,10 @@ func decodeJSON(data []byte, doc *Document) error {
 			return err
 		}
 	}
-	if _, err := dec.Token(); err != nil { // the closing brace
+	if _, err := dec.ReadToken(); err != nil { // the closing brace
 		return err
 	}
-	if dec.More() {
+	if _, err := dec.ReadToken(); err != io.EOF {
 		return fmt.Errorf("trailing data")
 	}
 	return nil
@@ -124,26 +119,24 @@ func decodeJSON(data []byte, doc *Document) error {
 
 // decodeArray decodes a JSON array (or null) element by element into dst,
 // with room for sizeHint elements reserved first.
-func decodeArray[T any](dec *json.Decoder, dst *[]T, sizeHint int) error {
-	tok, err := dec.Token()
-	if err != nil {
+func decodeArray[T any](dec *jsontext.Decoder, dst *[]T, sizeHint int, opts json.Options) error {
+	tok, err := dec.ReadToken()
+	switch {
+	case err != nil:
 		return err
-	}
-	if tok == nil {
+	case tok.Kind() == 'n':
 		return nil
-	}
-	if tok != json.Delim('[') {
+	case tok.Kind() != '[':
 		return fmt.Errorf("not a list")
 	}
 	out := make([]T, 0, sizeHint)
-	for dec.More() {
-		var v T
-		if err := dec.Decode(&v); err != nil {
+	for dec.PeekKind() != ']' {
+		out = append(out, *new(T))
+		if err := json.UnmarshalDecode(dec, &out[len(out)-1], opts); err != nil {
 			return err
 		}
-		out = append(out, v)
 	}
-	if _, err := dec.Token(); err != nil {
+	if _, err := dec.ReadToken(); err != nil {
 		return err
 	}
 	*dst = out

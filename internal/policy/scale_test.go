@@ -61,7 +61,7 @@ func TestLargePolicyLoads(t *testing.T) {
 	}
 	a := s.Lookup(KindAPIKey, sha256.Sum256([]byte("key-2")))
 	b := s.Lookup(KindAPIKey, sha256.Sum256([]byte("key-5")))
-	if a == nil || b == nil || a.GroupsHeader != "ops,sales" || &a.Groups[0] != &b.Groups[0] {
+	if a == nil || b == nil || a.GroupsHeader() != "ops,sales" || &a.Groups()[0] != &b.Groups()[0] {
 		t.Errorf("keys with the same groups must share one compiled group set")
 	}
 }

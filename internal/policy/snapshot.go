@@ -28,23 +28,28 @@ func (k Kind) String() string {
 	return "unknown"
 }
 
-// Principal is what a verified credential says about its holder.
+// Principal is what a verified credential says about its holder. A policy
+// may hold a million of them, so it keeps only what a decision reads: the
+// groups are shared per distinct list and the expiry is one integer.
 type Principal struct {
-	Kind         Kind
-	ID           string // public id: safe to log and show
-	Name         string
-	User         string
-	Tenant       string
-	Org          string // "" for a tenant-level credential
-	Environment  string
-	Groups       []string // sorted, unique; shared between principals: read only
-	GroupsHeader string   // Groups joined with ","
-	ExpiresAt    time.Time
-	Disabled     bool
-
-	groups      bitset
+	ID          string // public id: safe to log and show
+	Name        string
+	User        string
+	Tenant      string
+	Org         string // "" for a tenant-level credential
+	Environment string
+	groups      *groupSet
 	expiresUnix int64 // UnixNano; 0 means never
+	Kind        Kind
+	Disabled    bool
 }
+
+// Groups are the principal's groups, sorted and unique. They are shared
+// between principals: read only.
+func (p *Principal) Groups() []string { return p.groups.names }
+
+// GroupsHeader is Groups joined with ",".
+func (p *Principal) GroupsHeader() string { return p.groups.header }
 
 // ExpiredAt reports whether the credential has expired at now (UnixNano).
 func (p *Principal) ExpiredAt(now int64) bool {
@@ -115,7 +120,7 @@ func (e *Endpoint) Allows(ps ...*Principal) bool {
 		return true
 	}
 	for _, p := range ps {
-		if p != nil && e.groups.intersects(p.groups) {
+		if p != nil && e.groups.intersects(p.groups.bits) {
 			return true
 		}
 	}
