@@ -38,6 +38,11 @@ var badConfigs = []struct {
 	{"wrong_type_scalar.bad.yaml", 4, "", `a list has the wrong type here (want a string)`},
 	{"wrong_type_mapping.bad.yaml", 4, "", `a mapping has the wrong type here (want a list)`},
 	{"wrong_type.bad.json", 4, "", `"five" has the wrong type here (want a number)`},
+	// Large JSON credential arrays decode one element at a time while
+	// compiling; their errors read the same as everywhere else.
+	{"key_wrong_type.bad.json", 7, "", `"sales" has the wrong type here (want a list)`},
+	{"key_field_case.bad.json", 5, "", `unknown field "Hash"`},
+	{"session_not_object.bad.json", 5, "", `has the wrong type here (want a mapping)`},
 	{"syntax_tab.bad.yaml", 4, "", "found character that cannot start any token"},
 	{"syntax_colon.bad.yaml", 4, "", "mapping values are not allowed in this context"},
 	{"duplicate_key.bad.yaml", 5, "", `mapping key "realm" already defined at line 4`},

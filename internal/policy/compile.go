@@ -2,6 +2,7 @@ package policy
 
 import (
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"math"
 	"net/textproto"
@@ -36,11 +37,14 @@ var httpMethods = map[string]bool{
 // Compile merges fragments in order, validates the result and compiles it.
 // It returns Errors listing every problem found, each with file and line.
 func Compile(frags []*Fragment, opt Options) (*Snapshot, error) {
-	c := &compiler{seen: map[string]loc{}}
+	c := &compiler{seen: map[string]loc{}, interned: map[string]string{}}
 	if len(frags) == 0 {
 		return nil, Errors{{File: opt.Source, Msg: "no policy found"}}
 	}
 	s := c.compile(frags, opt)
+	if c.undecodable {
+		return nil, errUndecodable
+	}
 	if len(c.errs) > 0 {
 		sort.SliceStable(c.errs, func(i, j int) bool {
 			a, b := c.errs[i], c.errs[j]
@@ -79,6 +83,26 @@ type compiler struct {
 
 	credentialHeaders map[string]bool // from settings, for endpoint checks
 	identityPrefix    string
+	interned          map[string]string
+	undecodable       bool   // a deferred credential did not decode
+	groupKey          []byte // scratch: the group list being looked up
+}
+
+// errUndecodable asks Load to decode every credential up front: that is
+// where a credential that does not decode gets its located error.
+var errUndecodable = errors.New("a deferred credential does not decode")
+
+// intern returns one shared copy of a string that many credentials repeat
+// (tenant, organization, environment), so a snapshot holds it once.
+func (c *compiler) intern(v string) string {
+	if v == "" {
+		return ""
+	}
+	if s, ok := c.interned[v]; ok {
+		return s
+	}
+	c.interned[v] = v
+	return v
 }
 
 func (c *compiler) errorf(l loc, format string, args ...any) {
@@ -191,27 +215,26 @@ func (c *compiler) compile(frags []*Fragment, opt Options) *Snapshot {
 	slab := make([]Principal, nCreds)
 	ids := make(map[string]struct{}, nCreds)
 	groupSets := map[string]*groupSet{}
-	creds := func(kind Kind, section string, get func(f *Fragment, i int) credSpec) {
+	creds := func(kind Kind, section string) {
 		for _, f := range frags {
-			for i := 0; i < credCount(f, section); i++ {
+			err := f.eachCredential(section, func(i int, spec credSpec) bool {
 				cl := credLoc{f, section, i}
-				spec := get(f, i)
 				p := &slab[0]
 				slab = slab[1:]
 				d, ok := c.credential(p, kind, spec, cl, tenants, s.orgTenant, groupIdx, len(s.groupNames), groupSets)
 				if !ok {
-					continue
+					return true
 				}
 				if _, dup := ids[p.ID]; dup {
 					first := findCredential(frags, func(k credSpec) bool { return k.id == p.ID })
 					c.errorf(cl.loc(), "duplicate credential id %q (first defined at %s)", p.ID, first.loc())
-					continue
+					return true
 				}
 				ids[p.ID] = struct{}{}
 				if s.keys[d] != nil || s.sessions[d] != nil {
-					first := findCredential(frags, func(k credSpec) bool { pd, err := ParseDigest(k.hash); return err == nil && pd == d })
+					first := findCredential(frags, func(k credSpec) bool { pd, err := k.parsedDigest(); return err == nil && pd == d })
 					c.errorf(cl.loc().at("hash"), "duplicate credential digest %q (first defined at %s)", hex.EncodeToString(d[:]), first.loc().at("hash"))
-					continue
+					return true
 				}
 				if kind == KindAPIKey {
 					if p.Org != "" && !p.Disabled {
@@ -224,11 +247,15 @@ func (c *compiler) compile(frags []*Fragment, opt Options) *Snapshot {
 				} else {
 					s.sessions[d] = p
 				}
+				return true
+			})
+			if err != nil {
+				c.undecodable = true
 			}
 		}
 	}
-	creds(KindAPIKey, "api_keys", apiKeySpec)
-	creds(KindSession, "sessions", sessionSpec)
+	creds(KindAPIKey, "api_keys")
+	creds(KindSession, "sessions")
 	s.tenantCount = len(tenants)
 	for _, p := range s.keys {
 		if !p.Disabled && p.expiresUnix != 0 {
@@ -239,28 +266,20 @@ func (c *compiler) compile(frags []*Fragment, opt Options) *Snapshot {
 	return s
 }
 
-func apiKeySpec(f *Fragment, i int) credSpec {
-	k := &f.Doc.APIKeys[i]
-	return credSpec{k.ID, k.Name, k.Hash, k.Tenant, k.Org, k.User, k.Groups, k.Environment, k.ExpiresAt, k.Disabled}
-}
-
-func sessionSpec(f *Fragment, i int) credSpec {
-	k := &f.Doc.Sessions[i]
-	return credSpec{k.ID, "", k.Hash, k.Tenant, k.Org, k.User, k.Groups, "", k.ExpiresAt, k.Disabled}
-}
-
 // findCredential is where the first credential matching ok stands, for the
 // message about a duplicate.
 func findCredential(frags []*Fragment, ok func(credSpec) bool) credLoc {
 	for _, f := range frags {
-		for i := range f.Doc.APIKeys {
-			if ok(apiKeySpec(f, i)) {
-				return credLoc{f, "api_keys", i}
-			}
-		}
-		for i := range f.Doc.Sessions {
-			if ok(sessionSpec(f, i)) {
-				return credLoc{f, "sessions", i}
+		for _, section := range [...]string{"api_keys", "sessions"} {
+			found := -1
+			_ = f.eachCredential(section, func(i int, k credSpec) bool {
+				if ok(k) {
+					found = i
+				}
+				return found < 0
+			})
+			if found >= 0 {
+				return credLoc{f, section, found}
 			}
 		}
 	}
@@ -270,24 +289,9 @@ func findCredential(frags []*Fragment, ok func(credSpec) bool) credLoc {
 func countAll(frags []*Fragment, section string) int {
 	n := 0
 	for _, f := range frags {
-		n += credCount(f, section)
+		n += f.credentialCount(section)
 	}
 	return n
-}
-
-func credCount(f *Fragment, section string) int {
-	if section == "api_keys" {
-		return len(f.Doc.APIKeys)
-	}
-	return len(f.Doc.Sessions)
-}
-
-type credSpec struct {
-	id, name, hash, tenant, org, user string
-	groups                            []string
-	environment                       string
-	expiresAt                         *Timestamp
-	disabled                          bool
 }
 
 func (c *compiler) settings(s *Snapshot, st Settings, l loc) {
@@ -493,11 +497,11 @@ func (c *compiler) credential(p *Principal, kind Kind, k credSpec, cl credLoc, t
 		c.errorf(cl.loc().at(field), format, args...)
 		ok = false
 	}
-	*p = Principal{Kind: kind, ID: k.id, Name: k.name, User: k.user, Tenant: k.tenant, Org: k.org, Environment: k.environment, Disabled: k.disabled}
+	*p = Principal{Kind: kind, ID: k.id, Name: k.name, User: k.user, Tenant: c.intern(k.tenant), Org: c.intern(k.org), Environment: c.intern(k.environment), Disabled: k.disabled}
 	if !validName(k.id) {
 		fail("id", "id %q must be letters, digits, '-', '_' or '.'", k.id)
 	}
-	d, err := ParseDigest(k.hash)
+	d, err := k.parsedDigest()
 	if err != nil {
 		fail("hash", "%v", err)
 	}
@@ -518,8 +522,11 @@ func (c *compiler) credential(p *Principal, kind Kind, k credSpec, cl credLoc, t
 			fail("org", "organization %q belongs to tenant %q, not %q", k.org, orgTenant[k.org], k.tenant)
 		}
 	}
-	key := strings.Join(k.groups, "\x00") // no allocation for one group
-	gs := groupSets[key]
+	c.groupKey = c.groupKey[:0]
+	for _, g := range k.groups {
+		c.groupKey = append(append(c.groupKey, g...), 0)
+	}
+	gs := groupSets[string(c.groupKey)] // a lookup that does not allocate
 	if gs == nil {
 		gs = &groupSet{bits: newBitset(ngroups)}
 		valid := true
@@ -538,7 +545,7 @@ func (c *compiler) credential(p *Principal, kind Kind, k credSpec, cl credLoc, t
 		sort.Strings(gs.names)
 		gs.header = strings.Join(gs.names, ",")
 		if valid {
-			groupSets[key] = gs
+			groupSets[string(c.groupKey)] = gs
 		}
 	}
 	p.groups = gs
@@ -562,22 +569,42 @@ func expiryNanos(t time.Time) int64 {
 }
 
 // ParseDigest reads "sha256:<64 hex digits>".
-func ParseDigest(s string) (Digest, error) {
+func ParseDigest(s string) (Digest, error) { return parseDigest(s) }
+
+func parseDigest[T string | []byte](s T) (Digest, error) {
 	var d Digest
-	hexPart, found := strings.CutPrefix(s, "sha256:")
-	if !found {
-		if s == "" {
+	const prefix = "sha256:"
+	if len(s) < len(prefix) || string(s[:len(prefix)]) != prefix {
+		if len(s) == 0 {
 			return d, fmt.Errorf("hash is required: \"sha256:\" and 64 hex digits of the key's SHA-256")
 		}
 		return d, fmt.Errorf("hash must be \"sha256:\" and 64 hex digits (never the key itself)")
 	}
+	hexPart := s[len(prefix):]
 	if len(hexPart) != 64 {
 		return d, fmt.Errorf("hash must have 64 hex digits after sha256:, not %d", len(hexPart))
 	}
-	if _, err := hex.Decode(d[:], []byte(hexPart)); err != nil {
-		return d, fmt.Errorf("hash has a character that is not a hex digit after \"sha256:\"")
+	for i := range d {
+		hi, ok1 := fromHex(hexPart[2*i])
+		lo, ok2 := fromHex(hexPart[2*i+1])
+		if !ok1 || !ok2 {
+			return d, fmt.Errorf("hash has a character that is not a hex digit after \"sha256:\"")
+		}
+		d[i] = hi<<4 | lo
 	}
 	return d, nil
+}
+
+func fromHex(c byte) (byte, bool) {
+	switch {
+	case c >= '0' && c <= '9':
+		return c - '0', true
+	case c >= 'a' && c <= 'f':
+		return c - 'a' + 10, true
+	case c >= 'A' && c <= 'F':
+		return c - 'A' + 10, true
+	}
+	return 0, false
 }
 
 // FormatDigest writes a digest as the policy spells it.

@@ -108,17 +108,26 @@ func (t *Timestamp) UnmarshalYAML(n *yaml.Node) error {
 	if n.Kind != yaml.ScalarNode {
 		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: expected an RFC 3339 time such as 2027-06-30T00:00:00Z", n.Line)}}
 	}
-	v := strings.TrimSpace(n.Value)
+	parsed, err := parseTime(n.Value)
+	if err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
+	}
+	t.Time = parsed
+	return nil
+}
+
+// parseTime reads an RFC 3339 time or a date, as UTC.
+func parseTime(v string) (time.Time, error) {
+	v = strings.TrimSpace(v)
 	parsed, err := time.Parse(time.RFC3339, v)
 	if err != nil {
-		if d, derr := time.Parse("2006-01-02", v); derr == nil {
-			parsed = d
-		} else {
-			return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %q is not an RFC 3339 time such as 2027-06-30T00:00:00Z", n.Line, v)}}
+		d, derr := time.Parse("2006-01-02", v)
+		if derr != nil {
+			return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time such as 2027-06-30T00:00:00Z", v)
 		}
+		parsed = d
 	}
-	t.Time = parsed.UTC()
-	return nil
+	return parsed.UTC(), nil
 }
 
 // UnmarshalJSON implements json.Unmarshaler with the same rules.
@@ -127,7 +136,9 @@ func (t *Timestamp) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &v); err != nil {
 		return fmt.Errorf("expected an RFC 3339 time such as 2027-06-30T00:00:00Z")
 	}
-	return t.UnmarshalYAML(&yaml.Node{Kind: yaml.ScalarNode, Value: v})
+	parsed, err := parseTime(v)
+	t.Time = parsed
+	return err
 }
 
 // MarshalYAML writes the time back in RFC 3339.

@@ -5,6 +5,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -22,6 +23,10 @@ var fuzzSnippets = []string{
 	"version: 1\napi_keys: [{expires_at: 2027-06-30}]\nsessions: [{expires_at: {}}]\n",
 	`{"version": 1, "tenants": [{"id": "t", "orgs": ["o"]}], "sessions": [{"id": "s", "hash": "sha256:` +
 		"0000000000000000000000000000000000000000000000000000000000000000" + `", "user": "u", "tenant": "t", "org": "o"}]}`,
+	`{"version": 1, "tenants": [{"id": "t"}], "api_keys": [{"id": "a", "hash": "sha256:` + strings.Repeat("1", 64) +
+		`", "tenant": "t", "user": "u"}, {"id": "a", "hash": "sha256:` + strings.Repeat("1", 64) + `", "tenant": "t", "user": "u"}]}`,
+	`{"version": 1, "api_keys": [1, {"x": 2}], "sessions": null}`,
+	`{"version": 1, "api_keys": null, "sessions": [], "api_keys": []}`,
 }
 
 // FuzzParse feeds arbitrary text to Parse and Compile: they must never panic,
@@ -51,12 +56,17 @@ func FuzzParse(f *testing.F) {
 
 	f.Fuzz(func(t *testing.T, data []byte) {
 		const name = "fuzz.yaml"
+		// Load defers JSON credential arrays to Compile; Parse decodes them
+		// up front. Both must come to the same answer.
+		deferred, derr := Load([]Input{{Name: name, Data: data}}, Options{Source: name})
 		frag, err := Parse(name, data)
 		if err != nil {
 			checkErrors(t, err)
+			sameOutcome(t, err, derr, nil, deferred)
 			return
 		}
 		s, err := Compile([]*Fragment{frag}, Options{Source: name})
+		sameOutcome(t, err, derr, s, deferred)
 		if err != nil {
 			checkErrors(t, err)
 			return
@@ -69,6 +79,18 @@ func FuzzParse(f *testing.F) {
 		s.Match("POST", "a.example.com", "/")
 		_ = s.Challenge + s.ChallengeInvalid
 	})
+}
+
+func sameOutcome(t *testing.T, err, derr error, s, deferred *Snapshot) {
+	t.Helper()
+	switch {
+	case (err == nil) != (derr == nil):
+		t.Fatalf("Parse+Compile: %v; Load: %v", err, derr)
+	case err != nil && err.Error() != derr.Error():
+		t.Fatalf("errors differ:\nParse+Compile: %v\nLoad: %v", err, derr)
+	case s != nil && s.Counts() != deferred.Counts():
+		t.Fatalf("counts differ: %+v, %+v", s.Counts(), deferred.Counts())
+	}
 }
 
 func checkErrors(t *testing.T, err error) {

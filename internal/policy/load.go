@@ -96,10 +96,20 @@ func readLimited(path string) ([]byte, error) {
 // Load parses and compiles inputs as one policy. Errors from every input are
 // reported together.
 func Load(inputs []Input, opt Options) (*Snapshot, error) {
+	s, err := load(inputs, opt, true)
+	if errors.Is(err, errUndecodable) {
+		// Only a broken policy gets here: decoding it up front, as Parse
+		// does, says where and what is wrong.
+		return load(inputs, opt, false)
+	}
+	return s, err
+}
+
+func load(inputs []Input, opt Options, deferCreds bool) (*Snapshot, error) {
 	var errs Errors
 	frags := make([]*Fragment, 0, len(inputs))
 	for _, in := range inputs {
-		f, err := Parse(in.Name, in.Data)
+		f, err := parse(in.Name, in.Data, deferCreds)
 		if err != nil {
 			var pe Errors
 			if errors.As(err, &pe) {

@@ -22,6 +22,10 @@ type Fragment struct {
 	Doc  Document
 	data []byte     // the source text, kept to locate semantic errors
 	root *yaml.Node // parsed from data on the first error only
+
+	// deferred are the credential arrays of a JSON fragment parsed for
+	// compiling only, by section: their Doc slices stay empty.
+	deferred map[string]*deferredArray
 }
 
 // MaxFragmentSize bounds one policy source: room for a million keys in one
@@ -31,6 +35,12 @@ const MaxFragmentSize = 256 << 20
 // Parse decodes one YAML or JSON policy source strictly: an unknown field is
 // an error that names its line.
 func Parse(name string, data []byte) (*Fragment, error) {
+	return parse(name, data, false)
+}
+
+// parse is Parse; with deferCreds, the credential arrays of a JSON source
+// are only checked and counted, for Compile to decode one by one.
+func parse(name string, data []byte, deferCreds bool) (*Fragment, error) {
 	if len(data) > MaxFragmentSize {
 		return nil, Errors{{File: name, Msg: fmt.Sprintf("policy is %d bytes; the limit is %d", len(data), MaxFragmentSize)}}
 	}
@@ -38,8 +48,14 @@ func Parse(name string, data []byte) (*Fragment, error) {
 	// their line numbers is built only when there is an error to place,
 	// which keeps loading a policy of a million keys affordable.
 	f := &Fragment{Name: name, data: data}
-	if isJSON(name, data) && decodeJSON(data, &f.Doc) == nil {
-		return f, nil
+	if isJSON(name, data) {
+		if f.deferred = map[string]*deferredArray{}; !deferCreds {
+			f.deferred = nil
+		}
+		if decodeJSON(data, &f.Doc, f.deferred) == nil {
+			return f, nil
+		}
+		f.deferred = nil
 	}
 	// YAML, or JSON that encoding/json refused: yaml.v3 reads JSON too and
 	// says on which line the problem is.
@@ -74,9 +90,10 @@ func isJSON(name string, data []byte) bool {
 // caller then lets the YAML decoder say where). It streams the top-level
 // object so that the api_keys and sessions arrays, which may hold a million
 // entries, decode element by element into slices sized up front instead of
-// being grown and copied.
-func decodeJSON(data []byte, doc *Document) error {
-	dec := jsontext.NewDecoder(bytes.NewReader(data))
+// being grown and copied, or, when deferred is not nil, are left for
+// Compile (see deferredArray).
+func decodeJSON(data []byte, doc *Document, deferred map[string]*deferredArray) error {
+	dec := jsontext.NewDecoder(bytes.NewBuffer(data))
 	opts := json.RejectUnknownMembers(true)
 	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
 		return fmt.Errorf("not a JSON object")
@@ -87,10 +104,16 @@ func decodeJSON(data []byte, doc *Document) error {
 			return err
 		}
 		switch key := tok.String(); key {
-		case "api_keys":
+		case "api_keys", "sessions":
+			if deferred != nil {
+				deferred[key], err = deferArray(dec, data)
+				break
+			}
+			if key == "sessions" {
+				err = decodeArray(dec, &doc.Sessions, 0, opts)
+				break
+			}
 			err = decodeArray(dec, &doc.APIKeys, bytes.Count(data, []byte(`"hash"`)), opts)
-		case "sessions":
-			err = decodeArray(dec, &doc.Sessions, 0, opts)
 		case "version":
 			err = json.UnmarshalDecode(dec, &doc.Version, opts)
 		case "settings":
