@@ -16,7 +16,15 @@ import (
 type Options struct {
 	Generation uint64 // stamped on the snapshot; the cache keys on it
 	Source     string
+	// Pace, when set, is called every few hundred credentials while a
+	// policy loads, so that a caller serving requests on the same CPUs can
+	// let them run during a long reload.
+	Pace func()
 }
+
+// paceEvery is how many credentials go between calls of Options.Pace:
+// a fraction of a millisecond of work.
+const paceEvery = 256
 
 // Defaults for settings a policy leaves out.
 const (
@@ -218,6 +226,9 @@ func (c *compiler) compile(frags []*Fragment, opt Options) *Snapshot {
 	creds := func(kind Kind, section string) {
 		for _, f := range frags {
 			err := f.eachCredential(section, func(i int, spec credSpec) bool {
+				if opt.Pace != nil && i%paceEvery == paceEvery-1 {
+					opt.Pace()
+				}
 				cl := credLoc{f, section, i}
 				p := &slab[0]
 				slab = slab[1:]

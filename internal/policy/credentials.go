@@ -280,7 +280,7 @@ func (r *credDecoder) bool() (bool, error) {
 
 // deferArray records the array (or null) at the decoder's position after
 // checking its syntax and counting its elements.
-func deferArray(dec *jsontext.Decoder, data []byte) (*deferredArray, error) {
+func deferArray(dec *jsontext.Decoder, data []byte, pace func()) (*deferredArray, error) {
 	if dec.PeekKind() == 'n' {
 		_, err := dec.ReadToken()
 		return nil, err
@@ -297,7 +297,9 @@ func deferArray(dec *jsontext.Decoder, data []byte) (*deferredArray, error) {
 		if err := dec.SkipValue(); err != nil {
 			return nil, err
 		}
-		d.n++
+		if d.n++; pace != nil && d.n%paceEvery == 0 {
+			pace()
+		}
 	}
 	if _, err := dec.ReadToken(); err != nil {
 		return nil, err

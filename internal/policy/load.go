@@ -109,7 +109,7 @@ func load(inputs []Input, opt Options, deferCreds bool) (*Snapshot, error) {
 	var errs Errors
 	frags := make([]*Fragment, 0, len(inputs))
 	for _, in := range inputs {
-		f, err := parse(in.Name, in.Data, deferCreds)
+		f, err := parse(in.Name, in.Data, deferCreds, opt.Pace)
 		if err != nil {
 			var pe Errors
 			if errors.As(err, &pe) {

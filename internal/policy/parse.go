@@ -35,12 +35,13 @@ const MaxFragmentSize = 256 << 20
 // Parse decodes one YAML or JSON policy source strictly: an unknown field is
 // an error that names its line.
 func Parse(name string, data []byte) (*Fragment, error) {
-	return parse(name, data, false)
+	return parse(name, data, false, nil)
 }
 
 // parse is Parse; with deferCreds, the credential arrays of a JSON source
-// are only checked and counted, for Compile to decode one by one.
-func parse(name string, data []byte, deferCreds bool) (*Fragment, error) {
+// are only checked and counted, for Compile to decode one by one (calling
+// pace as Options.Pace says).
+func parse(name string, data []byte, deferCreds bool, pace func()) (*Fragment, error) {
 	if len(data) > MaxFragmentSize {
 		return nil, Errors{{File: name, Msg: fmt.Sprintf("policy is %d bytes; the limit is %d", len(data), MaxFragmentSize)}}
 	}
@@ -52,7 +53,7 @@ func parse(name string, data []byte, deferCreds bool) (*Fragment, error) {
 		if f.deferred = map[string]*deferredArray{}; !deferCreds {
 			f.deferred = nil
 		}
-		if decodeJSON(data, &f.Doc, f.deferred) == nil {
+		if decodeJSON(data, &f.Doc, f.deferred, pace) == nil {
 			return f, nil
 		}
 		f.deferred = nil
@@ -92,7 +93,7 @@ func isJSON(name string, data []byte) bool {
 // entries, decode element by element into slices sized up front instead of
 // being grown and copied, or, when deferred is not nil, are left for
 // Compile (see deferredArray).
-func decodeJSON(data []byte, doc *Document, deferred map[string]*deferredArray) error {
+func decodeJSON(data []byte, doc *Document, deferred map[string]*deferredArray, pace func()) error {
 	dec := jsontext.NewDecoder(bytes.NewBuffer(data))
 	opts := json.RejectUnknownMembers(true)
 	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
@@ -106,7 +107,7 @@ func decodeJSON(data []byte, doc *Document, deferred map[string]*deferredArray) 
 		switch key := tok.String(); key {
 		case "api_keys", "sessions":
 			if deferred != nil {
-				deferred[key], err = deferArray(dec, data)
+				deferred[key], err = deferArray(dec, data, pace)
 				break
 			}
 			if key == "sessions" {

@@ -65,3 +65,19 @@ func TestLargePolicyLoads(t *testing.T) {
 		t.Errorf("keys with the same groups must share one compiled group set")
 	}
 }
+
+// TestLoadPaces: a reload of a large policy gives way to the requests being
+// served (Options.Pace) while it reads and compiles the credentials.
+func TestLoadPaces(t *testing.T) {
+	const n = 3000
+	calls := 0
+	s, err := Load([]Input{{Name: "scale.json", Data: scalePolicy(n)}}, Options{Generation: 1, Pace: func() { calls++ }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Once per paceEvery credentials while checking the array, and again
+	// while compiling it.
+	if want := 2 * (n / paceEvery); calls != want || s.Counts().APIKeys != n {
+		t.Errorf("Pace called %d times for %d keys, want %d", calls, s.Counts().APIKeys, want)
+	}
+}

@@ -2,6 +2,7 @@ package source
 
 import (
 	"sync"
+	"time"
 
 	"go.uber.org/zap"
 
@@ -40,7 +41,11 @@ func (p *publisher) publish(source string, inputs []policy.Input, readErr error,
 		return false, nil
 	}
 	p.last, p.seen = sum, true
-	snap, err := policy.Load(inputs, policy.Options{Generation: p.store.NextGeneration(), Source: source})
+	opt := policy.Options{Generation: p.store.NextGeneration(), Source: source}
+	if p.store.Current() != nil {
+		opt.Pace = newPacer().pace // requests are being served: let them run
+	}
+	snap, err := policy.Load(inputs, opt)
 	if err != nil {
 		p.store.Refuse(err)
 		return false, err
@@ -55,4 +60,27 @@ func (p *publisher) publish(source string, inputs []policy.Input, readErr error,
 		zap.Int("endpoints", c.Endpoints),
 	}, fields...)...)
 	return true, nil
+}
+
+// A reload competes for the CPUs with the requests keygate serves. With one
+// CPU (GOMAXPROCS=1, a common pod limit) Go runs a compiling goroutine for up
+// to 10 ms at a time and polls the network only when nothing else is ready,
+// so a reload of a large policy would delay requests by that much. The pacer
+// sleeps for a moment after every millisecond of load work: the scheduler
+// then polls the network and runs the requests that arrived.
+const (
+	paceWork  = time.Millisecond
+	paceSleep = 50 * time.Microsecond
+)
+
+type pacer struct{ since time.Time }
+
+func newPacer() *pacer { return &pacer{since: time.Now()} }
+
+func (p *pacer) pace() {
+	if time.Since(p.since) < paceWork {
+		return
+	}
+	time.Sleep(paceSleep)
+	p.since = time.Now()
 }
