@@ -286,7 +286,7 @@ func deferArray(dec *jsontext.Decoder, data []byte, pace func()) (*deferredArray
 		return nil, err
 	}
 	if dec.PeekKind() != '[' {
-		return nil, fmt.Errorf("not a list")
+		return nil, &jsonError{offset: dec.InputOffset(), pointer: dec.StackPointer(), msg: kindName(dec.PeekKind()) + " has the wrong type here (want a list)"}
 	}
 	start := int(dec.InputOffset())
 	if _, err := dec.ReadToken(); err != nil {

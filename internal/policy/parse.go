@@ -23,14 +23,17 @@ type Fragment struct {
 	data []byte     // the source text, kept to locate semantic errors
 	root *yaml.Node // parsed from data on the first error only
 
+	json bool // decoded as JSON: lines are found in the JSON text
+
 	// deferred are the credential arrays of a JSON fragment parsed for
 	// compiling only, by section: their Doc slices stay empty.
 	deferred map[string]*deferredArray
 }
 
-// MaxFragmentSize bounds one policy source: room for a million keys in one
-// JSON file, and a bound on what a runaway file can make keygate read.
-const MaxFragmentSize = 256 << 20
+// MaxFragmentSize bounds one policy source: room for a million keys with
+// names, groups and dates (about 280 bytes each) in one JSON file, and a
+// bound on what a runaway file can make keygate read.
+const MaxFragmentSize = 512 << 20
 
 // Parse decodes one YAML or JSON policy source strictly: an unknown field is
 // an error that names its line.
@@ -53,8 +56,13 @@ func parse(name string, data []byte, deferCreds bool, pace func()) (*Fragment, e
 		if f.deferred = map[string]*deferredArray{}; !deferCreds {
 			f.deferred = nil
 		}
-		if decodeJSON(data, &f.Doc, f.deferred, pace) == nil {
+		err := decodeJSON(data, &f.Doc, f.deferred, pace)
+		if err == nil {
+			f.json = true
 			return f, nil
+		}
+		if len(data) > yamlFallbackMax {
+			return nil, jsonErrors(name, data, err)
 		}
 		f.deferred = nil
 	}
@@ -97,7 +105,7 @@ func decodeJSON(data []byte, doc *Document, deferred map[string]*deferredArray, 
 	dec := jsontext.NewDecoder(bytes.NewBuffer(data))
 	opts := json.RejectUnknownMembers(true)
 	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
-		return fmt.Errorf("not a JSON object")
+		return &jsonError{msg: "the policy must be a JSON object"}
 	}
 	for dec.PeekKind() != '}' {
 		tok, err := dec.ReadToken()
@@ -126,7 +134,7 @@ func decodeJSON(data []byte, doc *Document, deferred map[string]*deferredArray, 
 		case "endpoints":
 			err = json.UnmarshalDecode(dec, &doc.Endpoints, opts)
 		default:
-			err = fmt.Errorf("unknown field %q", key)
+			err = &jsonError{offset: dec.InputOffset(), msg: fmt.Sprintf("unknown field %q", key)}
 		}
 		if err != nil {
 			return err
@@ -136,7 +144,7 @@ func decodeJSON(data []byte, doc *Document, deferred map[string]*deferredArray, 
 		return err
 	}
 	if _, err := dec.ReadToken(); err != io.EOF {
-		return fmt.Errorf("trailing data")
+		return &jsonError{offset: dec.InputOffset(), msg: "more than one JSON value; put each policy in its own file"}
 	}
 	return nil
 }
@@ -151,7 +159,7 @@ func decodeArray[T any](dec *jsontext.Decoder, dst *[]T, sizeHint int, opts json
 	case tok.Kind() == 'n':
 		return nil
 	case tok.Kind() != '[':
-		return fmt.Errorf("not a list")
+		return &jsonError{offset: dec.InputOffset(), pointer: dec.StackPointer(), msg: kindName(tok.Kind()) + " has the wrong type here (want a list)"}
 	}
 	out := make([]T, 0, sizeHint)
 	for dec.PeekKind() != ']' {
@@ -225,6 +233,9 @@ func goTypeName(t string) string {
 func (f *Fragment) lineOf(path []any) int {
 	if f == nil {
 		return 0
+	}
+	if f.json {
+		return jsonLineOf(f.data, path)
 	}
 	if f.root == nil {
 		var root yaml.Node
