@@ -164,6 +164,12 @@ func (d *Decision) HeadersToRemove(dst []string, in Headers, set []Header) []str
 				dst = append(dst, name)
 			}
 		}
+	case interface{ Fields() []Header }: // headers kept as a list (the gRPC server's decoded requests)
+		for _, f := range h.Fields() {
+			if spoofed(f.Name) {
+				dst = append(dst, f.Name)
+			}
+		}
 	default:
 		in.Each(func(name string) {
 			if spoofed(name) {

@@ -1,0 +1,675 @@
+package server
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/known/anypb"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/authz"
+	"github.com/keygate/keygate/internal/cache"
+	"github.com/keygate/keygate/internal/policy"
+	"github.com/keygate/keygate/internal/source"
+)
+
+// Field numbers for the hand-built requests below, from the generated
+// .pb.go files; TestWireRequestFieldNumbers checks them.
+const (
+	wrAttributes       = 1  // CheckRequest.attributes
+	wrSource           = 1  // AttributeContext.source
+	wrDestination      = 2  // AttributeContext.destination
+	wrRequest          = 4  // AttributeContext.request
+	wrExtensions       = 10 // AttributeContext.context_extensions
+	wrMetadata         = 11 // AttributeContext.metadata_context
+	wrPeerAddress      = 1  // Peer.address
+	wrPeerLabels       = 3  // Peer.labels
+	wrSocketAddress    = 1  // Address.socket_address (oneof address)
+	wrPipe             = 2  // Address.pipe (oneof address)
+	wrInternalAddress  = 3  // Address.envoy_internal_address (oneof address)
+	wrSocketAddressStr = 2  // SocketAddress.address
+	wrPortValue        = 3  // SocketAddress.port_value
+	wrHTTP             = 2  // Request.http
+	wrHTTPID           = 1
+	wrHTTPMethod       = 2
+	wrHTTPHeaders      = 3
+	wrHTTPPath         = 4
+	wrHTTPHost         = 5
+	wrHTTPScheme       = 6
+	wrHTTPSize         = 9
+	wrHTTPBody         = 11
+	wrHTTPHeaderMap    = 13
+	wrFilterMetadata   = 1 // Metadata.filter_metadata
+	wrStructFields     = 1 // Struct.fields
+	wrValueString      = 3 // Value.string_value
+	wrValueStruct      = 5 // Value.struct_value
+	wrValueList        = 6 // Value.list_value
+	wrListValues       = 1 // ListValue.values
+)
+
+func TestWireRequestFieldNumbers(t *testing.T) {
+	for _, f := range []struct {
+		msg   proto.Message
+		field protoreflect.Name
+		num   protowire.Number
+	}{
+		{&authv3.CheckRequest{}, "attributes", wrAttributes},
+		{&authv3.AttributeContext{}, "source", wrSource},
+		{&authv3.AttributeContext{}, "destination", wrDestination},
+		{&authv3.AttributeContext{}, "request", wrRequest},
+		{&authv3.AttributeContext{}, "context_extensions", wrExtensions},
+		{&authv3.AttributeContext{}, "metadata_context", wrMetadata},
+		{&authv3.AttributeContext_Peer{}, "address", wrPeerAddress},
+		{&authv3.AttributeContext_Peer{}, "labels", wrPeerLabels},
+		{&corev3.Address{}, "socket_address", wrSocketAddress},
+		{&corev3.Address{}, "pipe", wrPipe},
+		{&corev3.Address{}, "envoy_internal_address", wrInternalAddress},
+		{&corev3.SocketAddress{}, "address", wrSocketAddressStr},
+		{&corev3.SocketAddress{}, "port_value", wrPortValue},
+		{&authv3.AttributeContext_Request{}, "http", wrHTTP},
+		{&authv3.AttributeContext_HttpRequest{}, "id", wrHTTPID},
+		{&authv3.AttributeContext_HttpRequest{}, "method", wrHTTPMethod},
+		{&authv3.AttributeContext_HttpRequest{}, "headers", wrHTTPHeaders},
+		{&authv3.AttributeContext_HttpRequest{}, "path", wrHTTPPath},
+		{&authv3.AttributeContext_HttpRequest{}, "host", wrHTTPHost},
+		{&authv3.AttributeContext_HttpRequest{}, "scheme", wrHTTPScheme},
+		{&authv3.AttributeContext_HttpRequest{}, "size", wrHTTPSize},
+		{&authv3.AttributeContext_HttpRequest{}, "body", wrHTTPBody},
+		{&authv3.AttributeContext_HttpRequest{}, "header_map", wrHTTPHeaderMap},
+		{&corev3.Metadata{}, "filter_metadata", wrFilterMetadata},
+		{&structpb.Struct{}, "fields", wrStructFields},
+		{&structpb.Value{}, "string_value", wrValueString},
+		{&structpb.Value{}, "struct_value", wrValueStruct},
+		{&structpb.Value{}, "list_value", wrValueList},
+		{&structpb.ListValue{}, "values", wrListValues},
+	} {
+		md := f.msg.ProtoReflect().Descriptor()
+		fd := md.Fields().ByName(f.field)
+		if fd == nil || fd.Number() != f.num {
+			t.Errorf("%s.%s: field %v, the test uses %d", md.FullName(), f.field, fd, f.num)
+		}
+	}
+}
+
+// loadCheckRequest is the request of the load benchmark (test/load): what
+// Envoy sends for GET /orgs/acme-eu/sales/q1?x=1 with an API key.
+func loadCheckRequest(key string) *authv3.CheckRequest {
+	const path = "/orgs/acme-eu/sales/q1?x=1"
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source:      socketPeer("10.12.7.31", 53124),
+		Destination: socketPeer("10.12.0.10", 8443),
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Id: "15736402381946734582", Method: "GET", Host: "api.example.com", Path: path,
+			Scheme: "https", Protocol: "HTTP/2",
+			Headers: map[string]string{
+				":authority":    "api.example.com",
+				":method":       "GET",
+				":path":         path,
+				":scheme":       "https",
+				"authorization": "Bearer " + key,
+				"x-request-id":  "4f6c1d2e-8a7b-4c3d-9e0f-1a2b3c4d5e6f",
+				"user-agent":    "acme-sales-sync/2.3.1 (linux; go1.26)",
+				"accept":        "application/json",
+			},
+		}},
+	}}
+}
+
+func socketPeer(ip string, port uint32) *authv3.AttributeContext_Peer {
+	return &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+		SocketAddress: &corev3.SocketAddress{Address: ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}},
+	}}}
+}
+
+func withHTTP(h *authv3.AttributeContext_HttpRequest) *authv3.CheckRequest {
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: h}}}
+}
+
+func numberedHeaders(n int) map[string]string {
+	m := make(map[string]string, n)
+	for i := range n {
+		m[fmt.Sprintf("x-h-%d", i)] = fmt.Sprint(i)
+	}
+	m["authorization"] = "Bearer k"
+	return m
+}
+
+// fullCheckRequest fills what Envoy can send besides what keygate reads.
+func fullCheckRequest() *authv3.CheckRequest {
+	meta, _ := structpb.NewStruct(map[string]any{
+		"s": "ü", "n": 1.5, "b": true, "z": nil,
+		"l": []any{"a", 2.0, map[string]any{"deep": []any{"x"}}},
+	})
+	typed, _ := anypb.New(meta)
+	dst := socketPeer("2001:db8::1", 0)
+	dst.GetAddress().GetSocketAddress().PortSpecifier = &corev3.SocketAddress_NamedPort{NamedPort: "https"}
+	dst.Service, dst.Principal, dst.Certificate = "backend", "spiffe://cluster.local/ns/x/sa/y", "-----BEGIN CERTIFICATE-----"
+	dst.Labels = map[string]string{"app": "sales", "ünïcode": "välue"}
+	src := socketPeer("10.0.0.7", 40000)
+	src.GetAddress().GetSocketAddress().Protocol = corev3.SocketAddress_UDP
+	src.GetAddress().GetSocketAddress().Ipv4Compat = true
+	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source:      src,
+		Destination: dst,
+		Request: &authv3.AttributeContext_Request{
+			Time: timestamppb.New(timestamppb.Now().AsTime()),
+			Http: &authv3.AttributeContext_HttpRequest{
+				Id: "1", Method: "POST", Host: "api.example.com:8443", Path: "/orgs/acme-eu/sales?q=%C3%BC",
+				Scheme: "https", Query: "q=%C3%BC", Fragment: "f", Size: 12, Protocol: "HTTP/1.1",
+				Body: "{\"ü\": 1}", RawBody: []byte{0xff, 0xfe, 0},
+				Headers: map[string]string{"authorization": "Bearer k", "content-type": "application/json", "x-keygate-user": "spoof"},
+			},
+		},
+		ContextExtensions:    map[string]string{authz.ContextEndpointKey: "sales", "other": "x"},
+		MetadataContext:      &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"envoy.filters.http.jwt_authn": meta}, TypedFilterMetadata: map[string]*anypb.Any{"t": typed}},
+		RouteMetadataContext: &corev3.Metadata{FilterMetadata: map[string]*structpb.Struct{"r": {}}},
+		TlsSession:           &authv3.AttributeContext_TLSSession{Sni: "api.example.com"},
+	}}
+}
+
+// viewCases are realistic requests and edge cases built with the
+// generated types.
+func viewCases() []struct {
+	name string
+	req  *authv3.CheckRequest
+} {
+	pipe := &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_Pipe{Pipe: &corev3.Pipe{Path: "/run/envoy.sock", Mode: 0o600}}}}
+	internal := &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_EnvoyInternalAddress{
+		EnvoyInternalAddress: &corev3.EnvoyInternalAddress{AddressNameSpecifier: &corev3.EnvoyInternalAddress_ServerListenerName{ServerListenerName: "l"}, EndpointId: "e"}}}}
+	rawHeaders := &corev3.HeaderMap{Headers: []*corev3.HeaderValue{
+		{Key: ":authority", Value: "api.example.com"},
+		{Key: "Authorization", RawValue: []byte("Bearer raw")},
+		{Key: "x-a", Value: "1"}, {Key: "X-A", Value: "2"},
+		{Key: "x-request-id", Value: "from-header-map"},
+	}}
+	return []struct {
+		name string
+		req  *authv3.CheckRequest
+	}{
+		{"load", loadCheckRequest("kg_live_4f9c2a_0123456789abcdef0123456789abcdef")},
+		{"empty", &authv3.CheckRequest{}},
+		{"empty attributes", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{}}},
+		{"no http", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Source: socketPeer("10.0.0.1", 1)}}},
+		{"id only", withHTTP(&authv3.AttributeContext_HttpRequest{Id: "envoy-id", Method: "GET", Path: "/"})},
+		{"x-request-id wins", withHTTP(&authv3.AttributeContext_HttpRequest{Id: "envoy-id", Headers: map[string]string{"x-request-id": "hdr"}})},
+		{"empty x-request-id", withHTTP(&authv3.AttributeContext_HttpRequest{Id: "envoy-id", Headers: map[string]string{"x-request-id": ""}})},
+		{"endpoint", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{ContextExtensions: map[string]string{"a": "b", authz.ContextEndpointKey: "orders", "z": ""}}}},
+		{"other extensions", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{ContextExtensions: map[string]string{"keygate": "x"}}}},
+		{"pipe source", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Source: pipe, Destination: socketPeer("10.0.0.2", 2)}}},
+		{"internal source", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Source: internal}}},
+		{"ipv6 source", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Source: socketPeer("::1", 443)}}},
+		{"source without address", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Source: &authv3.AttributeContext_Peer{Service: "s"}}}},
+		{"header_map", withHTTP(&authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/", Id: "i", HeaderMap: rawHeaders})},
+		{"headers and header_map", withHTTP(&authv3.AttributeContext_HttpRequest{Headers: map[string]string{"authorization": "Bearer map"}, HeaderMap: rawHeaders})},
+		{"empty header_map", withHTTP(&authv3.AttributeContext_HttpRequest{HeaderMap: &corev3.HeaderMap{}})},
+		{"unicode", withHTTP(&authv3.AttributeContext_HttpRequest{Method: "GET", Host: "bücher.example", Path: "/ü/😀", Headers: map[string]string{"x-ü": "ä😀", "authorization": "Bearer ü"}})},
+		{"empty names and values", withHTTP(&authv3.AttributeContext_HttpRequest{Headers: map[string]string{"": "", "x-empty": "", "x": "1"}})},
+		{"full", fullCheckRequest()},
+		{"32 headers", withHTTP(&authv3.AttributeContext_HttpRequest{Headers: numberedHeaders(31)})},
+		{"33 headers", withHTTP(&authv3.AttributeContext_HttpRequest{Headers: numberedHeaders(32)})},
+		{"10,000 headers", withHTTP(&authv3.AttributeContext_HttpRequest{Method: "GET", Headers: numberedHeaders(10_000)})},
+	}
+}
+
+// diffViews compares a decoded view with the reference's, headers by name.
+func diffViews(got, want checkView) string {
+	var diffs []string
+	for _, f := range []struct{ name, got, want string }{
+		{"Method", got.Method, want.Method}, {"Host", got.Host, want.Host}, {"Path", got.Path, want.Path},
+		{"Endpoint", got.Endpoint, want.Endpoint}, {"RequestID", got.RequestID, want.RequestID}, {"Source", got.Source, want.Source},
+	} {
+		if f.got != f.want {
+			diffs = append(diffs, fmt.Sprintf("%s %q, want %q", f.name, f.got, f.want))
+		}
+	}
+	gotNames, wantNames := namesVisited(got.Headers), namesVisited(want.Headers)
+	for name, n := range gotNames {
+		if n != 1 {
+			diffs = append(diffs, fmt.Sprintf("Each visited %q %d times", name, n))
+		}
+	}
+	if !maps.Equal(gotNames, wantNames) {
+		diffs = append(diffs, fmt.Sprintf("header names %v, want %v", slices.Sorted(maps.Keys(gotNames)), slices.Sorted(maps.Keys(wantNames))))
+	}
+	for name := range maps.Keys(wantNames) {
+		if g, w := got.Headers.Get(name), want.Headers.Get(name); g != w {
+			diffs = append(diffs, fmt.Sprintf("header %q: %q, want %q", name, g, w))
+		}
+	}
+	for _, name := range []string{"x-absent", ""} {
+		if g, w := got.Headers.Get(name), want.Headers.Get(name); g != w {
+			diffs = append(diffs, fmt.Sprintf("header %q: %q, want %q", name, g, w))
+		}
+	}
+	return strings.Join(diffs, "; ")
+}
+
+func namesVisited(h authz.Headers) map[string]int {
+	names := map[string]int{}
+	h.Each(func(name string) { names[name]++ })
+	return names
+}
+
+// decodeBoth decodes data both ways and says how the results decodeBoth, if they
+// do: both fail, or both succeed with the same view. The fast decoder
+// checks every field proto.Unmarshal checks (UTF-8 of every proto3 string
+// included), so there is no exception.
+func decodeBoth(data []byte) (fast checkView, fastErr error, diff string) {
+	var slow checkView
+	fastErr = decodeCheckRequest(data, &fast)
+	slowErr := decodeCheckRequestSlow(data, &slow)
+	switch {
+	case (fastErr == nil) != (slowErr == nil):
+		return fast, fastErr, fmt.Sprintf("fast error %v, proto.Unmarshal error %v", fastErr, slowErr)
+	case fastErr == nil:
+		return fast, nil, diffViews(fast, slow)
+	}
+	return fast, fastErr, ""
+}
+
+func TestDecodeCheckRequestMatchesProto(t *testing.T) {
+	for _, c := range viewCases() {
+		t.Run(c.name, func(t *testing.T) {
+			data, err := proto.Marshal(c.req)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err, diff := decodeBoth(data); err != nil || diff != "" {
+				t.Fatalf("error %v; %s", err, diff)
+			}
+			// Every cut of a message either fails both ways or is a
+			// shorter message read the same.
+			if len(data) > 4096 {
+				return
+			}
+			for i := range data {
+				if _, _, diff := decodeBoth(data[:i]); diff != "" {
+					t.Fatalf("cut at %d of %d: %s", i, len(data), diff)
+				}
+			}
+		})
+	}
+}
+
+// Hand-built wire bytes.
+
+func wrField(num protowire.Number, payload ...[]byte) []byte {
+	b := protowire.AppendTag(nil, num, protowire.BytesType)
+	return protowire.AppendBytes(b, slices.Concat(payload...))
+}
+
+func wrString(num protowire.Number, s string) []byte {
+	return protowire.AppendString(protowire.AppendTag(nil, num, protowire.BytesType), s)
+}
+
+func wrVarint(num protowire.Number, v uint64) []byte {
+	return protowire.AppendVarint(protowire.AppendTag(nil, num, protowire.VarintType), v)
+}
+
+func wrTag(num protowire.Number, typ protowire.Type) []byte {
+	return protowire.AppendTag(nil, num, typ)
+}
+
+func wrEntry(num protowire.Number, k, v string) []byte {
+	return wrField(num, wrString(1, k), wrString(2, v))
+}
+
+// inHTTP wraps HttpRequest fields in a whole CheckRequest.
+func wrInHTTP(fields ...[]byte) []byte {
+	return wrField(wrAttributes, wrField(wrRequest, wrField(wrHTTP, fields...)))
+}
+
+// inAddress wraps Address fields of the source in a whole CheckRequest.
+func wrInAddress(fields ...[]byte) []byte {
+	return wrField(wrAttributes, wrField(wrSource, wrField(wrPeerAddress, fields...)))
+}
+
+func wrSocket(fields ...[]byte) []byte { return wrField(wrSocketAddress, fields...) }
+
+func TestDecodeCheckRequestWire(t *testing.T) {
+	badUTF8 := "\xff\xfe"
+	for _, c := range []struct {
+		name string
+		data []byte
+		want checkView // compared when ok
+		ok   bool
+	}{
+		// A message that appears several times is merged.
+		{"attributes merged", slices.Concat(
+			wrField(wrAttributes, wrField(wrSource, wrField(wrPeerAddress, wrSocket(wrString(wrSocketAddressStr, "10.0.0.1"))))),
+			wrField(wrAttributes, wrField(wrRequest, wrField(wrHTTP, wrString(wrHTTPMethod, "GET"))))),
+			checkView{Request: authz.Request{Method: "GET"}, Source: "10.0.0.1"}, true},
+		{"http merged, last scalar wins", slices.Concat(
+			wrInHTTP(wrString(wrHTTPMethod, "GET"), wrString(wrHTTPPath, "/a"), wrEntry(wrHTTPHeaders, "x-a", "1"), wrEntry(wrHTTPHeaders, "x-b", "1")),
+			wrInHTTP(wrString(wrHTTPMethod, "POST"), wrEntry(wrHTTPHeaders, "x-b", "2"))),
+			checkView{Request: authz.Request{Method: "POST", Path: "/a", Headers: authz.MapHeaders{"x-a": "1", "x-b": "2"}}}, true},
+		{"last scalar wins in one message", wrInHTTP(wrString(wrHTTPHost, "a"), wrString(wrHTTPHost, "b"), wrString(wrHTTPHost, "")),
+			checkView{}, true},
+		{"later header entry wins", wrInHTTP(wrEntry(wrHTTPHeaders, "x-request-id", "1"), wrEntry(wrHTTPHeaders, "a", "x"), wrEntry(wrHTTPHeaders, "x-request-id", "2")),
+			checkView{Request: authz.Request{Headers: authz.MapHeaders{"a": "x", "x-request-id": "2"}}, RequestID: "2"}, true},
+		{"key and value repeated in an entry", wrInHTTP(wrField(wrHTTPHeaders, wrString(1, "a"), wrString(2, "1"), wrString(1, "b"), wrString(2, "2"))),
+			checkView{Request: authz.Request{Headers: authz.MapHeaders{"b": "2"}}}, true},
+		{"entry without value", wrInHTTP(wrField(wrHTTPHeaders, wrString(1, "a"))),
+			checkView{Request: authz.Request{Headers: authz.MapHeaders{"a": ""}}}, true},
+		{"entry without key", wrInHTTP(wrField(wrHTTPHeaders, wrString(2, "v"))),
+			checkView{Request: authz.Request{Headers: authz.MapHeaders{"": "v"}}}, true},
+		{"entry with value first and an unknown field", wrInHTTP(wrField(wrHTTPHeaders, wrString(2, "v"), wrVarint(3, 1), wrString(1, "k"))),
+			checkView{Request: authz.Request{Headers: authz.MapHeaders{"k": "v"}}}, true},
+		{"entry key with the wrong wire type", wrInHTTP(wrField(wrHTTPHeaders, wrVarint(1, 7), wrString(2, "v"))),
+			checkView{Request: authz.Request{Headers: authz.MapHeaders{"": "v"}}}, true},
+		{"endpoint: later entry wins", wrField(wrAttributes, wrEntry(wrExtensions, authz.ContextEndpointKey, "a"), wrEntry(wrExtensions, "x", "y"), wrEntry(wrExtensions, authz.ContextEndpointKey, "b")),
+			checkView{Request: authz.Request{Endpoint: "b"}}, true},
+
+		// A known field with another wire type is an unknown field.
+		{"method as a varint", wrInHTTP(wrString(wrHTTPMethod, "GET"), wrVarint(wrHTTPMethod, 1)),
+			checkView{Request: authz.Request{Method: "GET"}}, true},
+		{"attributes as fixed64", protowire.AppendFixed64(wrTag(wrAttributes, protowire.Fixed64Type), 1), checkView{}, true},
+		{"headers as a varint", wrInHTTP(wrVarint(wrHTTPHeaders, 1)), checkView{}, true},
+		{"size as bytes", wrInHTTP(wrString(wrHTTPSize, "x"), wrString(wrHTTPMethod, "GET")), checkView{Request: authz.Request{Method: "GET"}}, true},
+
+		// Address is a oneof: another member replaces socket_address,
+		// the same member merges.
+		{"socket then pipe", wrInAddress(wrSocket(wrString(wrSocketAddressStr, "a")), wrField(wrPipe, wrString(1, "/p"))), checkView{}, true},
+		{"socket then internal", wrInAddress(wrSocket(wrString(wrSocketAddressStr, "a")), wrField(wrInternalAddress)), checkView{}, true},
+		{"socket merged", wrInAddress(wrSocket(wrString(wrSocketAddressStr, "a")), wrSocket(wrVarint(wrPortValue, 80))), checkView{Source: "a"}, true},
+		{"socket, pipe, socket", wrInAddress(wrSocket(wrString(wrSocketAddressStr, "a")), wrField(wrPipe), wrSocket(wrVarint(wrPortValue, 80))), checkView{}, true},
+		{"pipe with the wrong wire type", wrInAddress(wrSocket(wrString(wrSocketAddressStr, "a")), wrVarint(wrPipe, 1)), checkView{Source: "a"}, true},
+		{"pipe in a later address", slices.Concat(wrInAddress(wrSocket(wrString(wrSocketAddressStr, "a"))), wrInAddress(wrField(wrPipe))), checkView{}, true},
+		{"destination is not source", wrField(wrAttributes, wrField(wrDestination, wrField(wrPeerAddress, wrSocket(wrString(wrSocketAddressStr, "d"))))), checkView{}, true},
+
+		// UTF-8 is checked in every proto3 string, read or not, and
+		// nowhere else.
+		{"invalid UTF-8 in method", wrInHTTP(wrString(wrHTTPMethod, badUTF8)), checkView{}, false},
+		{"invalid UTF-8 in a header value", wrInHTTP(wrEntry(wrHTTPHeaders, "a", badUTF8)), checkView{}, false},
+		{"invalid UTF-8 in an extension key", wrField(wrAttributes, wrEntry(wrExtensions, badUTF8, "")), checkView{}, false},
+		{"invalid UTF-8 in scheme", wrInHTTP(wrString(wrHTTPScheme, badUTF8)), checkView{}, false},
+		{"invalid UTF-8 in body", wrInHTTP(wrString(wrHTTPBody, badUTF8)), checkView{}, false},
+		{"invalid UTF-8 in the destination", wrField(wrAttributes, wrField(wrDestination, wrField(wrPeerAddress, wrSocket(wrString(wrSocketAddressStr, badUTF8))))), checkView{}, false},
+		{"invalid UTF-8 in a label", wrField(wrAttributes, wrField(wrSource, wrEntry(wrPeerLabels, "l", badUTF8))), checkView{}, false},
+		{"invalid UTF-8 in metadata", wrField(wrAttributes, wrField(wrMetadata, wrField(wrFilterMetadata, wrString(1, "f"), wrField(2, wrField(wrStructFields, wrString(1, "k"), wrField(2, wrString(wrValueString, badUTF8))))))), checkView{}, false},
+		{"invalid UTF-8 in an unknown field", slices.Concat(wrString(99, badUTF8), wrInHTTP(wrString(98, badUTF8), wrString(wrHTTPMethod, "GET"))),
+			checkView{Request: authz.Request{Method: "GET"}}, true},
+		{"invalid UTF-8 in a varint-typed method", wrInHTTP(wrVarint(wrHTTPMethod, 0xff)), checkView{}, true},
+
+		// Messages not read must still parse.
+		{"malformed destination", wrField(wrAttributes, wrField(wrDestination, []byte{0xff})), checkView{}, false},
+		{"malformed metadata", wrField(wrAttributes, wrField(wrMetadata, wrField(wrFilterMetadata, []byte{0x0a, 0x05}))), checkView{}, false},
+		{"malformed unknown bytes field", wrString(99, "\xff"), checkView{}, true},
+
+		// Framing.
+		{"truncated length", wrInHTTP(wrString(wrHTTPMethod, "GET"))[:8], checkView{}, false},
+		{"truncated tag", []byte{0x80}, checkView{}, false},
+		{"field number 0", wrVarint(0, 1), checkView{}, false},
+		{"field number above the maximum", wrVarint(protowire.MaxValidNumber+1, 1), checkView{}, false},
+		{"end group at the top", wrTag(5, protowire.EndGroupType), checkView{}, false},
+		{"unknown group", slices.Concat(wrTag(7, protowire.StartGroupType), wrVarint(1, 1), wrTag(7, protowire.EndGroupType)), checkView{}, true},
+		{"unterminated group", slices.Concat(wrTag(7, protowire.StartGroupType), wrVarint(1, 1)), checkView{}, false},
+		{"method as a group", wrInHTTP(wrTag(wrHTTPMethod, protowire.StartGroupType), wrTag(wrHTTPMethod, protowire.EndGroupType)), checkView{}, true},
+		{"reserved wire type", wrInHTTP(wrTag(wrHTTPMethod, 6)), checkView{}, false},
+		{"varint too long", slices.Concat(wrTag(wrHTTPSize, protowire.VarintType), []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}), checkView{}, false},
+
+		// header_map is read the slow way.
+		{"header_map", wrInHTTP(wrField(wrHTTPHeaderMap, wrField(1, wrString(1, "Authorization"), wrString(2, "Bearer x")))),
+			checkView{Request: authz.Request{Headers: authz.MapHeaders{"authorization": "Bearer x"}}}, true},
+		{"header_map as a varint", wrInHTTP(wrString(wrHTTPMethod, "GET"), wrVarint(wrHTTPHeaderMap, 1)), checkView{Request: authz.Request{Method: "GET"}}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			got, err, diff := decodeBoth(c.data)
+			if diff != "" {
+				t.Fatal(diff)
+			}
+			if (err == nil) != c.ok {
+				t.Fatalf("error %v, want ok %v", err, c.ok)
+			}
+			if err != nil {
+				return
+			}
+			if c.want.Headers == nil {
+				c.want.Headers = authz.MapHeaders(nil)
+			}
+			if diff := diffViews(got, c.want); diff != "" {
+				t.Error(diff)
+			}
+		})
+	}
+}
+
+// TestDecodeCheckRequestDepth: nesting stops where proto.Unmarshal stops it,
+// which counts a map as a level of its own.
+func TestDecodeCheckRequestDepth(t *testing.T) {
+	// metadata_context.filter_metadata["f"] = Struct{"k": [[[...tail]]]}
+	nested := func(lists int, tail []byte) []byte {
+		// Built backwards, each length prefixed in O(1).
+		rev := slices.Clone(tail)
+		slices.Reverse(rev)
+		wrap := func(num protowire.Number) {
+			h := protowire.AppendVarint(wrTag(num, protowire.BytesType), uint64(len(rev)))
+			slices.Reverse(h)
+			rev = append(rev, h...)
+		}
+		for range lists {
+			wrap(wrListValues)
+			wrap(wrValueList)
+		}
+		v := slices.Clone(rev)
+		slices.Reverse(v)
+		return wrField(wrAttributes, wrField(wrMetadata, wrField(wrFilterMetadata, wrString(1, "f"), wrField(2, wrField(wrStructFields, wrString(1, "k"), wrField(2, v))))))
+	}
+	// Values at the bottom: a string, and structs whose last map is one
+	// and four levels below the value, so that, lists being two levels,
+	// some request puts that map right at the limit. The map has the wrong
+	// wire type: proto.Unmarshal counts its level before it looks.
+	badMap := wrField(wrValueStruct, wrVarint(wrStructFields, 1))
+	for _, tail := range [][]byte{
+		wrString(wrValueString, "x"),
+		badMap,
+		wrField(wrValueStruct, wrField(wrStructFields, wrString(1, "k"), wrField(2, badMap))),
+	} {
+		// The most lists proto.Unmarshal accepts.
+		lo, hi := 0, protowire.DefaultRecursionLimit
+		for lo+1 < hi {
+			mid := (lo + hi) / 2
+			if decodeCheckRequestSlow(nested(mid, tail), new(checkView)) == nil {
+				lo = mid
+			} else {
+				hi = mid
+			}
+		}
+		if lo == 0 {
+			t.Fatal("proto.Unmarshal accepted no nesting")
+		}
+		for _, n := range []int{lo - 1, lo, lo + 1} {
+			if _, _, diff := decodeBoth(nested(n, tail)); diff != "" {
+				t.Errorf("%d lists above %x: %s", n, tail, diff)
+			}
+		}
+	}
+}
+
+// TestDecodedHeaders: a few distinct headers are scanned in place; many,
+// or repeated names, go into a map, so that no lookup or walk is worse than
+// linear.
+func TestDecodedHeaders(t *testing.T) {
+	decode := func(data []byte) authz.Headers {
+		var v checkView
+		if err := decodeCheckRequest(data, &v); err != nil {
+			t.Fatal(err)
+		}
+		return v.Headers
+	}
+	data, _ := proto.Marshal(loadCheckRequest("k"))
+	if h, ok := decode(data).(*viewHeaders); !ok || len(h.fields) != 8 {
+		t.Errorf("load request: headers %T, want 8 scanned in place", h)
+	}
+	if _, ok := decode(wrInHTTP(wrEntry(wrHTTPHeaders, "a", "1"), wrEntry(wrHTTPHeaders, "a", "2"))).(authz.MapHeaders); !ok {
+		t.Error("a repeated name: want a map")
+	}
+	data, _ = proto.Marshal(withHTTP(&authv3.AttributeContext_HttpRequest{Headers: numberedHeaders(10_000)}))
+	h := decode(data)
+	if _, ok := h.(authz.MapHeaders); !ok {
+		t.Errorf("10,001 headers: %T, want a map", h)
+	}
+	n := 0
+	h.Each(func(string) { n++ })
+	if n != 10_001 || h.Get("x-h-9999") != "9999" || h.Get("authorization") != "Bearer k" {
+		t.Errorf("10,001 headers: Each visited %d, Get x-h-9999 %q", n, h.Get("x-h-9999"))
+	}
+}
+
+// TestDecodeCheckRequestCopies: the view does not share data, which gRPC
+// reuses.
+func TestDecodeCheckRequestCopies(t *testing.T) {
+	data, _ := proto.Marshal(loadCheckRequest("k"))
+	var v checkView
+	if err := decodeCheckRequest(data, &v); err != nil {
+		t.Fatal(err)
+	}
+	clear(data)
+	if v.Method != "GET" || v.Path != "/orgs/acme-eu/sales/q1?x=1" || v.Headers.Get("authorization") != "Bearer k" || v.Source != "10.12.7.31" {
+		t.Errorf("view changed with data: %+v", v)
+	}
+}
+
+func TestDecodeCheckRequestAllocations(t *testing.T) {
+	data, _ := proto.Marshal(loadCheckRequest("kg_live_4f9c2a_0123456789abcdef0123456789abcdef"))
+	var v checkView
+	// The copy of data and the headers.
+	if n := testing.AllocsPerRun(100, func() { _ = decodeCheckRequest(data, &v) }); n > 2 {
+		t.Errorf("%v allocations per request, want 2", n)
+	}
+}
+
+// FuzzDecodeCheckRequest: on any input the fast decoder fails exactly when
+// proto.Unmarshal does, and otherwise reads the same view. There is no
+// exception for invalid UTF-8: the fast decoder checks every proto3 string
+// field as proto.Unmarshal does, including those it does not read.
+func FuzzDecodeCheckRequest(f *testing.F) {
+	for _, c := range viewCases() {
+		if data, err := proto.Marshal(c.req); err == nil && len(data) < 4096 {
+			f.Add(data)
+		}
+	}
+	f.Add(slices.Concat(wrInAddress(wrSocket(wrString(wrSocketAddressStr, "a")), wrField(wrPipe)), wrInHTTP(wrEntry(wrHTTPHeaders, "a", "1"), wrEntry(wrHTTPHeaders, "a", "2"))))
+	f.Add(wrInHTTP(wrString(wrHTTPMethod, "GET"), wrField(wrHTTPHeaderMap, wrField(1, wrString(1, "A"), wrString(2, "1")))))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		if _, _, diff := decodeBoth(data); diff != "" {
+			t.Fatal(diff)
+		}
+	})
+}
+
+func BenchmarkDecodeCheckRequest(b *testing.B) {
+	data, err := proto.Marshal(loadCheckRequest("kg_live_4f9c2a_0123456789abcdef0123456789abcdef"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, d := range []struct {
+		name   string
+		decode func([]byte, *checkView) error
+	}{{"fast", decodeCheckRequest}, {"slow", decodeCheckRequestSlow}} {
+		b.Run(d.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(data)))
+			var v checkView
+			for b.Loop() {
+				if err := d.decode(data, &v); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// TestViewHeadersToRemove: the decoded headers take HeadersToRemove's
+// closure-free path and give the same answer as a map.
+func TestViewHeadersToRemove(t *testing.T) {
+	const key = "kg-view-key"
+	doc := fmt.Sprintf(`version: 1
+groups: [{name: sales}]
+tenants: [{id: acme, orgs: [acme-eu]}]
+endpoints:
+  - {name: sales, match: {path: "/orgs/{org}/sales/**"}, groups: [sales], org: {from: path, name: org}}
+api_keys:
+  - {id: k1, hash: %q, tenant: acme, user: bot, groups: [sales]}
+`, policy.FormatDigest(apikey.Digest(key)))
+	snap, err := policy.Load([]policy.Input{{Name: "view.yaml", Data: []byte(doc)}}, policy.Options{Generation: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := source.NewStore()
+	st.Publish(snap)
+	c, _ := cache.New(64, time.Minute)
+	a := authz.New(st, c)
+	req := loadCheckRequest(key)
+	req.Attributes.Request.Http.Headers["x-keygate-user"] = "spoof"
+	req.Attributes.Request.Http.Headers["x-keygate-anything"] = "spoof"
+	data, _ := proto.Marshal(req)
+
+	var fast, slow checkView
+	if err := decodeCheckRequest(data, &fast); err != nil {
+		t.Fatal(err)
+	}
+	if err := decodeCheckRequestSlow(data, &slow); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := fast.Headers.(*viewHeaders); !ok {
+		t.Fatalf("headers decoded as %T", fast.Headers)
+	}
+	d := a.Decide(&fast.Request)
+	if d.Result != authz.Allow {
+		t.Fatalf("%v %v", d.Result, d.Reason)
+	}
+	set := d.IdentityHeaders(nil)
+	got := d.HeadersToRemove(nil, fast.Headers, set)
+	want := d.HeadersToRemove(nil, slow.Headers, set)
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) || !slices.Contains(got, "x-keygate-anything") {
+		t.Errorf("removed %v, want %v", got, want)
+	}
+	buf := make([]string, 0, 16)
+	allocs := func(h authz.Headers) float64 {
+		return testing.AllocsPerRun(100, func() { buf = d.HeadersToRemove(buf[:0], h, set) })
+	}
+	if f, m := allocs(fast.Headers), allocs(slow.Headers); f > m {
+		t.Errorf("HeadersToRemove allocates %v times with decoded headers, %v with a map", f, m)
+	}
+}
+
+// TestWirePlanPacked: repeated scalars, absent from CheckRequest, are
+// checked as proto.Unmarshal checks them, packed or not; proto2 strings
+// are not UTF-8 checked.
+func TestWirePlanPacked(t *testing.T) {
+	md := (&descriptorpb.SourceCodeInfo_Location{}).ProtoReflect().Descriptor()
+	plan := newPlanCompiler().compile(md)
+	const path, comments = 1, 3 // repeated int32 path [packed]; optional string leading_comments
+	for _, data := range [][]byte{
+		wrVarint(path, 1),
+		slices.Concat(wrVarint(path, 1), wrVarint(path, 300)),
+		wrField(path, protowire.AppendVarint(nil, 300), protowire.AppendVarint(nil, 1)),
+		wrField(path),
+		wrField(path, []byte{0x80}),
+		wrField(path, []byte{0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x01}),
+		protowire.AppendFixed32(wrTag(path, protowire.Fixed32Type), 1),
+		wrString(comments, "\xff"),
+	} {
+		d := viewDecoder{data: data, s: string(data)}
+		err := d.message(data, plan, protowire.DefaultRecursionLimit-1)
+		want := proto.Unmarshal(data, &descriptorpb.SourceCodeInfo_Location{})
+		if (err == nil) != (want == nil) {
+			t.Errorf("%x: error %v, proto.Unmarshal %v", data, err, want)
+		}
+	}
+}
