@@ -133,9 +133,9 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen grpc: %w", err)
 	}
-	grpcSrv := grpc.NewServer(grpc.ForceServerCodec(server.Codec{}),
+	grpcSrv := grpc.NewServer(grpc.ForceServerCodecV2(server.Codec{}),
 		grpc.MaxConcurrentStreams(uint32(cfg.maxStreams)), grpc.MaxRecvMsgSize(cfg.maxRecvMsg))
-	authv3.RegisterAuthorizationServer(grpcSrv, server.NewAuthServer(decider, dlog, observer))
+	server.NewAuthServer(decider, dlog, observer).Register(grpcSrv)
 	grpcHealth := health.NewServer()
 	healthpb.RegisterHealthServer(grpcSrv, grpcHealth)
 	reflection.Register(grpcSrv)

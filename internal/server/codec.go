@@ -1,9 +1,12 @@
 package server
 
 import (
+	"errors"
 	"fmt"
+	"sync"
 
 	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -13,35 +16,95 @@ type vtMarshaler interface {
 	MarshalVTStrict() ([]byte, error)
 }
 
-// Codec encodes answers with go-control-plane's generated marshalers where
-// the build has them: a quarter of proto.Marshal's cost for a CheckResponse
-// with identity headers and metadata (docs/performance.md). Anything else
-// (health, reflection, a build without the tag) goes through proto as usual;
-// the bytes on the wire are the same protobuf either way.
+// Codec is the gRPC server's codec (grpc.ForceServerCodecV2). Check
+// requests decode straight into the handler's checkView, and its answers
+// arrive already encoded, in a pooled buffer gRPC releases once it has
+// written them (Register). Any other message (health, reflection) goes
+// through go-control-plane's generated marshalers where the build has them,
+// else through proto; the bytes on the wire are the same protobuf either way.
 type Codec struct{}
 
-var _ encoding.Codec = Codec{}
+var _ encoding.CodecV2 = Codec{}
 
 // Name is the content subtype this codec serves: the standard one.
 func (Codec) Name() string { return "proto" }
 
-// Marshal implements encoding.Codec.
-func (Codec) Marshal(v any) ([]byte, error) {
-	if m, ok := v.(vtMarshaler); ok {
-		return m.MarshalVTStrict()
-	}
-	m, ok := v.(proto.Message)
-	if !ok {
+// Marshal implements encoding.CodecV2.
+func (Codec) Marshal(v any) (mem.BufferSlice, error) {
+	var b []byte
+	var err error
+	switch m := v.(type) {
+	case *wireAnswer:
+		if m.buf == nil {
+			return nil, errors.New("codec: an answer is sent once")
+		}
+		m.out[0] = mem.NewBuffer(m.buf, answers)
+		m.buf = nil // gRPC owns it now
+		return m.out[:], nil
+	case vtMarshaler:
+		b, err = m.MarshalVTStrict()
+	case proto.Message:
+		b, err = proto.Marshal(m)
+	default:
 		return nil, fmt.Errorf("codec: %T is not a protobuf message", v)
 	}
-	return proto.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
 }
 
-// Unmarshal implements encoding.Codec.
-func (Codec) Unmarshal(data []byte, v any) error {
-	m, ok := v.(proto.Message)
-	if !ok {
-		return fmt.Errorf("codec: %T is not a protobuf message", v)
+// Unmarshal implements encoding.CodecV2. gRPC reuses data once it returns.
+func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
+	buf := data.MaterializeToBuffer(mem.DefaultBufferPool()) // no copy when data is one buffer
+	defer buf.Free()
+	switch m := v.(type) {
+	case *checkView:
+		return decodeView(buf.ReadOnlyData(), m)
+	case proto.Message:
+		return proto.Unmarshal(buf.ReadOnlyData(), m)
 	}
-	return proto.Unmarshal(data, m)
+	return fmt.Errorf("codec: %T is not a protobuf message", v)
+}
+
+// decodeView decodes a CheckRequest into the handler's view. The view must
+// not keep data, which gRPC reuses.
+func decodeView(data []byte, v *checkView) error {
+	return decodeCheckRequestSlow(data, v)
+}
+
+// wireAnswer is a CheckResponse encoded by appendCheckResponse into a
+// buffer from answers; the codec hands the buffer to gRPC as it is, in a
+// BufferSlice backed by out.
+type wireAnswer struct {
+	buf *[]byte
+	out [1]mem.Buffer
+}
+
+// answerSize is the capacity of a fresh answer buffer: a few allow answers
+// with every identity header and metadata. It must be above gRPC's pooling
+// threshold, under which mem.NewBuffer does not return buffers to a pool.
+const answerSize = 4 << 10
+
+// answers recycles answer buffers. Unlike gRPC's default pool it does not
+// clear them: an answer is written before it is read.
+var answers mem.BufferPool = &answerPool{}
+
+type answerPool struct{ p sync.Pool }
+
+// Get returns a buffer of length n.
+func (a *answerPool) Get(n int) *[]byte {
+	if b, ok := a.p.Get().(*[]byte); ok && cap(*b) >= n {
+		*b = (*b)[:n]
+		return b
+	}
+	b := make([]byte, n, max(n, answerSize))
+	return &b
+}
+
+// Put keeps the buffer unless an unusually large answer grew it.
+func (a *answerPool) Put(b *[]byte) {
+	if c := cap(*b); c >= answerSize && c <= 4*answerSize {
+		a.p.Put(b)
+	}
 }

@@ -11,6 +11,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.uber.org/zap"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/authz"
@@ -65,8 +66,9 @@ func verifiedIn(headers map[string]string, id string) bool {
 }
 
 // FuzzCheck sends arbitrary CheckRequests through the gRPC adapter and the
-// same requests through the HTTP adapter: neither may panic, every answer
-// uses only OK, UNAUTHENTICATED or PERMISSION_DENIED, an allowed request's
+// same requests through the HTTP adapter: neither may panic, the encoded
+// answer is the one built as go-control-plane messages, every answer uses
+// only OK, UNAUTHENTICATED or PERMISSION_DENIED, an allowed request's
 // asserted key and session were really presented, and no header is both
 // set and removed.
 func FuzzCheck(f *testing.F) {
@@ -102,6 +104,13 @@ func FuzzCheck(f *testing.F) {
 		resp, err := grpcSrv.Check(context.Background(), req)
 		if err != nil {
 			t.Fatalf("Check returned an error with a policy loaded: %v", err)
+		}
+		// The encoded answer is the one keygate built as messages.
+		v := viewOf(req)
+		d := grpcSrv.authz.Decide(&v.Request)
+		id := resp.GetDynamicMetadata().GetFields()["decision_id"].GetStringValue() // fresh when Envoy's is unusable
+		if want := referenceResponse(&d, &v.Request, id); !proto.Equal(sortRemoved(resp), sortRemoved(want)) {
+			t.Fatalf("the answer differs from keygate's as messages:\n got %v\nwant %v", resp, want)
 		}
 		switch code := resp.GetStatus().GetCode(); code {
 		case 0:

@@ -9,11 +9,10 @@ import (
 
 	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	typev3 "github.com/envoyproxy/go-control-plane/envoy/type/v3"
-	rpcstatus "google.golang.org/genproto/googleapis/rpc/status"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/keygate/keygate/internal/authz"
 )
@@ -31,80 +30,111 @@ func NewAuthServer(a *authz.Authorizer, log *DecisionLog, obs Observer) *AuthSer
 	return &AuthServer{authz: a, log: log, obs: orNop(obs)}
 }
 
-// Check decides one request. Only OK, UNAUTHENTICATED and PERMISSION_DENIED
-// answer a decision: with failure_mode_allow every other code lets the
-// request through, so UNAVAILABLE is returned only while no policy is loaded.
+// Register serves the Authorization service on r in place of the generated
+// registration: the request is decoded straight into a checkView and the
+// answer is encoded straight to bytes, so neither exists as a proto message.
+// Only Codec reads and writes those, so the server must be built with
+// grpc.ForceServerCodecV2(Codec{}).
+func (s *AuthServer) Register(r grpc.ServiceRegistrar) {
+	gen := &authv3.Authorization_ServiceDesc
+	r.RegisterService(&grpc.ServiceDesc{
+		ServiceName: gen.ServiceName,
+		HandlerType: gen.HandlerType,
+		Methods:     []grpc.MethodDesc{{MethodName: gen.Methods[0].MethodName, Handler: serveCheck}},
+		Streams:     []grpc.StreamDesc{},
+		Metadata:    gen.Metadata,
+	}, s)
+}
+
+// checkCall is one Check on the wire: the view the codec decodes the
+// request into, the decision and the answer the codec sends, in one
+// allocation.
+type checkCall struct {
+	view     checkView
+	decision authz.Decision
+	answer   wireAnswer
+}
+
+// serveCheck is the method handler, shaped like the generated one; an
+// interceptor sees the request as a *checkView.
+func serveCheck(srv any, ctx context.Context, dec func(any) error, interceptor grpc.UnaryServerInterceptor) (any, error) {
+	s := srv.(*AuthServer)
+	c := new(checkCall)
+	if err := dec(&c.view); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return s.wireCheck(c)
+	}
+	info := &grpc.UnaryServerInfo{Server: srv, FullMethod: authv3.Authorization_Check_FullMethodName}
+	return interceptor(ctx, &c.view, info, func(_ context.Context, req any) (any, error) {
+		v, ok := req.(*checkView)
+		if !ok {
+			return nil, status.Errorf(codes.Internal, "keygate: an interceptor passed a %T to Check", req)
+		}
+		call := c
+		if v != &c.view {
+			call = &checkCall{view: *v}
+		}
+		return s.wireCheck(call)
+	})
+}
+
+// wireCheck answers c into a buffer the codec hands to gRPC.
+func (s *AuthServer) wireCheck(c *checkCall) (any, error) {
+	buf := answers.Get(0)
+	b, err := s.check(&c.view, &c.decision, *buf)
+	if err != nil {
+		answers.Put(buf)
+		return nil, err
+	}
+	*buf = b
+	c.answer.buf = buf
+	return &c.answer, nil
+}
+
+// Check decides one request given as a message, for tests and in-process
+// callers: the answer is the one the wire path encodes, decoded.
 func (s *AuthServer) Check(_ context.Context, req *authv3.CheckRequest) (*authv3.CheckResponse, error) {
+	v := viewOf(req)
+	var d authz.Decision
+	b, err := s.check(&v, &d, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp := new(authv3.CheckResponse)
+	if err := proto.Unmarshal(b, resp); err != nil {
+		return nil, status.Errorf(codes.Internal, "keygate: decoding its own answer: %v", err)
+	}
+	return resp, nil
+}
+
+// check decides v into d and appends the encoded CheckResponse to dst.
+// Only OK, UNAUTHENTICATED and PERMISSION_DENIED answer a decision: with
+// failure_mode_allow every other code lets the request through, so
+// UNAVAILABLE is returned only while no policy is loaded.
+func (s *AuthServer) check(v *checkView, d *authz.Decision, dst []byte) ([]byte, error) {
 	start := time.Now()
-	attrs := req.GetAttributes()
-	h := attrs.GetRequest().GetHttp()
-	headers := h.GetHeaders()
-	if len(headers) == 0 && h.GetHeaderMap() != nil {
-		headers = headerMap(h.GetHeaderMap())
-	}
-	r := authz.Request{
-		Method:   h.GetMethod(),
-		Host:     h.GetHost(),
-		Path:     h.GetPath(),
-		Headers:  authz.MapHeaders(headers),
-		Endpoint: attrs.GetContextExtensions()[authz.ContextEndpointKey],
-	}
-	d := s.authz.Decide(&r)
+	*d = s.authz.Decide(&v.Request)
 	if d.Result == authz.Unavailable {
-		s.obs.ObserveDecision("grpc", &d, time.Since(start))
-		s.logDecision(&d, &r, attrs, "", start)
+		s.obs.ObserveDecision("grpc", d, time.Since(start))
+		s.logDecision(d, v, "", start)
 		return nil, status.Error(codes.Unavailable, "keygate has no policy loaded yet")
 	}
 	// Every answer carries a decision id: in the body of a denial, in the
 	// dynamic metadata of both, and in the decision log.
-	id := authz.DecisionID(firstNonEmpty(headers["x-request-id"], h.GetId()))
-	resp := checkResponse(&d, &r, id)
-	s.obs.ObserveDecision("grpc", &d, time.Since(start))
-	s.logDecision(&d, &r, attrs, id, start)
-	return resp, nil
+	id := authz.DecisionID(v.RequestID)
+	dst = appendCheckResponse(dst, d, v.Headers, id)
+	s.obs.ObserveDecision("grpc", d, time.Since(start))
+	s.logDecision(d, v, id, start)
+	return dst, nil
 }
 
-func (s *AuthServer) logDecision(d *authz.Decision, r *authz.Request, attrs *authv3.AttributeContext, id string, start time.Time) {
+func (s *AuthServer) logDecision(d *authz.Decision, v *checkView, id string, start time.Time) {
 	if !s.log.wants(d) {
 		return
 	}
-	src := ""
-	if sa := attrs.GetSource().GetAddress().GetSocketAddress(); sa != nil {
-		src = sa.GetAddress()
-	}
-	s.log.write(d, entry{transport: "grpc", id: id, method: r.Method, path: r.Path, source: src, start: start})
-}
-
-func checkResponse(d *authz.Decision, r *authz.Request, id string) *authv3.CheckResponse {
-	if d.Result == authz.Allow {
-		set := d.IdentityHeaders(make([]authz.Header, 0, 8))
-		ok := &authv3.OkHttpResponse{
-			Headers:         make([]*corev3.HeaderValueOption, len(set)),
-			HeadersToRemove: d.HeadersToRemove(nil, r.Headers, set),
-		}
-		for i, kv := range set {
-			ok.Headers[i] = headerOption(kv.Name, kv.Value)
-		}
-		return &authv3.CheckResponse{
-			Status:          &rpcstatus.Status{Code: int32(codes.OK)},
-			HttpResponse:    &authv3.CheckResponse_OkResponse{OkResponse: ok},
-			DynamicMetadata: metadata(d, set, id),
-		}
-	}
-	dh := DeniedHeaders(d)
-	denied := &authv3.DeniedHttpResponse{
-		Status:  &typev3.HttpStatus{Code: typev3.StatusCode(d.Status)},
-		Headers: make([]*corev3.HeaderValueOption, len(dh)),
-		Body:    d.Body(id),
-	}
-	for i, h := range dh {
-		denied.Headers[i] = headerOption(h.Name, h.Value)
-	}
-	return &authv3.CheckResponse{
-		Status:          &rpcstatus.Status{Code: int32(DeniedCode(d)), Message: d.Reason.String()},
-		HttpResponse:    &authv3.CheckResponse_DeniedResponse{DeniedResponse: denied},
-		DynamicMetadata: metadata(d, nil, id),
-	}
+	s.log.write(d, entry{transport: "grpc", id: id, method: v.Method, path: v.Path, source: v.Source, start: start})
 }
 
 // DeniedCode is the gRPC status of a denial. Only UNAUTHENTICATED and
@@ -119,40 +149,15 @@ func DeniedCode(d *authz.Decision) codes.Code {
 
 // DeniedHeaders are the response headers of a denial.
 func DeniedHeaders(d *authz.Decision) []authz.Header {
-	hs := []authz.Header{{Name: "content-type", Value: "application/json"}}
+	return appendDeniedHeaders(nil, d)
+}
+
+func appendDeniedHeaders(dst []authz.Header, d *authz.Decision) []authz.Header {
+	dst = append(dst, authz.Header{Name: "content-type", Value: "application/json"})
 	if c := d.Challenge(); c != "" {
-		hs = append(hs, authz.Header{Name: "www-authenticate", Value: c})
+		dst = append(dst, authz.Header{Name: "www-authenticate", Value: c})
 	}
-	return hs
-}
-
-// headerOption sets a header, replacing any inbound value: a client's own
-// x-keygate-user must never survive next to keygate's.
-func headerOption(k, v string) *corev3.HeaderValueOption {
-	return &corev3.HeaderValueOption{
-		Header:       &corev3.HeaderValue{Key: k, Value: v},
-		AppendAction: corev3.HeaderValueOption_OVERWRITE_IF_EXISTS_OR_ADD,
-	}
-}
-
-// metadata is the decision as Envoy dynamic metadata, keyed by the identity
-// header names without their prefix (user, tenant, key-id, ...). Envoy puts it
-// under the filter's namespace, for access logs and rate-limit descriptors:
-// %DYNAMIC_METADATA(envoy.filters.http.ext_authz:user)%.
-func metadata(d *authz.Decision, set []authz.Header, id string) *structpb.Struct {
-	fields := make(map[string]*structpb.Value, len(set)+3)
-	prefix := d.Snapshot.IdentityPrefix
-	for _, kv := range set {
-		fields[strings.TrimPrefix(kv.Name, prefix)] = structpb.NewStringValue(kv.Value)
-	}
-	fields["reason"] = structpb.NewStringValue(d.Reason.String())
-	if id != "" {
-		fields["decision_id"] = structpb.NewStringValue(id)
-	}
-	if d.Shadowed {
-		fields["shadow_denied"] = structpb.NewBoolValue(true)
-	}
-	return &structpb.Struct{Fields: fields}
+	return dst
 }
 
 // headerMap turns Envoy's raw header map (sent instead of headers when
