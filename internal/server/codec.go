@@ -60,17 +60,11 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	defer buf.Free()
 	switch m := v.(type) {
 	case *checkView:
-		return decodeView(buf.ReadOnlyData(), m)
+		return decodeCheckRequest(buf.ReadOnlyData(), m) // copies what the view keeps
 	case proto.Message:
 		return proto.Unmarshal(buf.ReadOnlyData(), m)
 	}
 	return fmt.Errorf("codec: %T is not a protobuf message", v)
-}
-
-// decodeView decodes a CheckRequest into the handler's view. The view must
-// not keep data, which gRPC reuses.
-func decodeView(data []byte, v *checkView) error {
-	return decodeCheckRequestSlow(data, v)
 }
 
 // wireAnswer is a CheckResponse encoded by appendCheckResponse into a
