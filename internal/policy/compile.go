@@ -214,6 +214,7 @@ func (c *compiler) compile(frags []*Fragment, opt Options) *Snapshot {
 			}
 		}
 	}
+	s.index = newEndpointIndex(s.endpoints)
 
 	orgKeys := map[string]int{}
 	nCreds := countAll(frags, "api_keys") + countAll(frags, "sessions")

@@ -151,6 +151,7 @@ type Snapshot struct {
 	ChallengeInvalid string // WWW-Authenticate for an invalid one
 
 	endpoints   []*Endpoint
+	index       *endpointIndex // over endpoints, built by compile
 	byName      map[string]*Endpoint
 	keys        map[Digest]*Principal
 	sessions    map[Digest]*Principal
@@ -167,14 +168,14 @@ func (s *Snapshot) Endpoints() []*Endpoint { return s.endpoints }
 func (s *Snapshot) Endpoint(name string) *Endpoint { return s.byName[name] }
 
 // Match returns the first endpoint that matches, and the organization it
-// captured from the path.
+// captured from the path. It tries only the endpoints whose path pattern,
+// and host when they name one exactly, fit the request, so its cost does not
+// grow with the number of endpoints.
 func (s *Snapshot) Match(method, host, path string) (*Endpoint, string) {
-	for _, e := range s.endpoints {
-		if org, ok := e.Match(method, host, path); ok {
-			return e, org
-		}
+	if s.index == nil {
+		return matchLinear(s.endpoints, method, host, path)
 	}
-	return nil, ""
+	return s.index.match(s.endpoints, method, host, path)
 }
 
 // Lookup returns the principal for a credential digest of the given kind.
