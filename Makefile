@@ -2,10 +2,6 @@ GO      ?= go
 BIN     := bin/keygate
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 FUZZTIME ?= 60s
-# go-control-plane's generated fast marshalers (vtprotobuf) are behind a build
-# tag; keygate's gRPC codec uses them when present. Exported, so the binaries
-# the test suites build get them too.
-export GOFLAGS := $(shell go env GOFLAGS) -tags=vtprotobuf
 
 .PHONY: all build run test test-deps lint bench fuzz clean kube-bins test-kube
 

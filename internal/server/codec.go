@@ -10,18 +10,11 @@ import (
 	"google.golang.org/protobuf/proto"
 )
 
-// vtMarshaler is go-control-plane's generated fast path, present when
-// keygate is built with -tags vtprotobuf (the Makefile does).
-type vtMarshaler interface {
-	MarshalVTStrict() ([]byte, error)
-}
-
 // Codec is the gRPC server's codec (grpc.ForceServerCodecV2). Check
 // requests decode straight into the handler's checkView, and its answers
 // arrive already encoded, in a pooled buffer gRPC releases once it has
 // written them (Register). Any other message (health, reflection) goes
-// through go-control-plane's generated marshalers where the build has them,
-// else through proto; the bytes on the wire are the same protobuf either way.
+// through proto.
 type Codec struct{}
 
 var _ encoding.CodecV2 = Codec{}
@@ -31,8 +24,6 @@ func (Codec) Name() string { return "proto" }
 
 // Marshal implements encoding.CodecV2.
 func (Codec) Marshal(v any) (mem.BufferSlice, error) {
-	var b []byte
-	var err error
 	switch m := v.(type) {
 	case *wireAnswer:
 		if m.buf == nil {
@@ -41,17 +32,14 @@ func (Codec) Marshal(v any) (mem.BufferSlice, error) {
 		m.out[0] = mem.NewBuffer(m.buf, answers)
 		m.buf = nil // gRPC owns it now
 		return m.out[:], nil
-	case vtMarshaler:
-		b, err = m.MarshalVTStrict()
 	case proto.Message:
-		b, err = proto.Marshal(m)
-	default:
-		return nil, fmt.Errorf("codec: %T is not a protobuf message", v)
+		b, err := proto.Marshal(m)
+		if err != nil {
+			return nil, err
+		}
+		return mem.BufferSlice{mem.SliceBuffer(b)}, nil
 	}
-	if err != nil {
-		return nil, err
-	}
-	return mem.BufferSlice{mem.SliceBuffer(b)}, nil
+	return nil, fmt.Errorf("codec: %T is not a protobuf message", v)
 }
 
 // Unmarshal implements encoding.CodecV2. gRPC reuses data once it returns.

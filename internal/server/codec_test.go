@@ -14,7 +14,7 @@ import (
 
 // TestCodec: a Check request decodes into the view the message gives, an
 // answer goes out as the bytes it is, and any other message round-trips
-// (through vtproto with the build tag, through proto without).
+// through proto.
 func TestCodec(t *testing.T) {
 	req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{

@@ -294,8 +294,8 @@ func TestWireFieldNumbers(t *testing.T) {
 }
 
 // BenchmarkAnswer is building and encoding an allow answer and a denial:
-// as go-control-plane messages encoded by the codec (what keygate did
-// before; vtproto with the build tag), and appended to a buffer.
+// as go-control-plane messages encoded by proto (what keygate did before),
+// and appended to a buffer.
 func BenchmarkAnswer(b *testing.B) {
 	a := answerAuthorizer(b, "")
 	for _, r := range []authz.Request{
