@@ -115,6 +115,7 @@ func serve(args []string, stderr io.Writer) error {
 	// old generations (and their principals) are not kept.
 	store.OnPublish(func(*policy.Snapshot) { creds.Reset() })
 	decider := authz.New(store, creds)
+	store.YieldWhile(decider.Busy)
 	reg := prometheus.NewRegistry()
 	observer, err := metrics.New(reg, metrics.Config{Store: store, Cache: creds, Source: cfg.kube.sourceKind()})
 	if err != nil {

@@ -5,6 +5,7 @@
 package authz
 
 import (
+	"sync/atomic"
 	"time"
 
 	"github.com/keygate/keygate/internal/apikey"
@@ -101,9 +102,19 @@ type Snapshots interface {
 
 // Authorizer decides requests against the current snapshot.
 type Authorizer struct {
-	snaps Snapshots
-	cache *cache.Cache
-	now   func() time.Time
+	snaps    Snapshots
+	cache    *cache.Cache
+	now      func() time.Time
+	lastSeen atomic.Int64 // UnixNano of a recent decision, to the millisecond
+}
+
+// busyWindow is how recent a decision makes the Authorizer busy.
+const busyWindow = 100 * time.Millisecond
+
+// Busy reports whether requests were decided in the last 100 ms: reloads
+// give way to requests while it does.
+func (a *Authorizer) Busy() bool {
+	return a.now().UnixNano()-a.lastSeen.Load() < int64(busyWindow)
 }
 
 // Option configures an Authorizer.
@@ -123,6 +134,10 @@ func New(snaps Snapshots, c *cache.Cache, opts ...Option) *Authorizer {
 
 // Decide answers one request.
 func (a *Authorizer) Decide(r *Request) Decision {
+	now := a.now().UnixNano()
+	if now-a.lastSeen.Load() > int64(time.Millisecond) { // a store on every request would contend across cores
+		a.lastSeen.Store(now)
+	}
 	snap := a.snaps.Current()
 	if snap == nil {
 		return Decision{Result: Unavailable, Status: 503, Reason: ReasonNoPolicy}
@@ -151,7 +166,6 @@ func (a *Authorizer) Decide(r *Request) Decision {
 		return d.deny(403, ReasonNoMatch) // no credential can change this
 	}
 
-	now := a.now().UnixNano()
 	var keyBad, sessBad Reason
 	keyVal, keyHeaders, conflict := apiKey(snap, r.Headers)
 	d.keyHeaders = keyHeaders

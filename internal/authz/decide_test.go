@@ -275,3 +275,26 @@ func corruptLast(k string) string {
 	}
 	return k[:len(k)-1] + string(last)
 }
+
+// TestBusy: Busy says whether requests were decided in the last 100 ms,
+// which reloads use to give way to them.
+func TestBusy(t *testing.T) {
+	c, err := cache.New(1000, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
+	a := authz.New(&store{compileTestPolicy(t, "")}, c, authz.WithClock(func() time.Time { return now }))
+	if a.Busy() {
+		t.Fatal("busy before any request")
+	}
+	a.Decide(&authz.Request{Method: "GET", Path: "/whoami"})
+	now = now.Add(99 * time.Millisecond)
+	if !a.Busy() {
+		t.Fatal("not busy 99 ms after a request")
+	}
+	now = now.Add(2 * time.Millisecond)
+	if a.Busy() {
+		t.Fatal("still busy 101 ms after the last request")
+	}
+}

@@ -140,12 +140,20 @@ func LoadPath(path string, opt Options) (*Snapshot, error) {
 }
 
 // Fingerprint identifies the content of inputs, so a reload of unchanged
-// content can be skipped.
-func Fingerprint(inputs []Input) [32]byte {
+// content can be skipped. pace, if not nil, is called between chunks of
+// the hashing, as Options.Pace is during a load.
+func Fingerprint(inputs []Input, pace func()) [32]byte {
+	const chunk = 256 << 10
 	h := sha256.New()
 	for _, in := range inputs {
 		fmt.Fprintf(h, "%d:%s%d:", len(in.Name), in.Name, len(in.Data))
-		h.Write(in.Data)
+		for data := in.Data; len(data) > 0; {
+			n := min(len(data), chunk)
+			h.Write(data[:n])
+			if data = data[n:]; pace != nil && len(data) > 0 {
+				pace()
+			}
+		}
 	}
 	var out [32]byte
 	h.Sum(out[:0])

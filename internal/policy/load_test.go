@@ -167,7 +167,7 @@ func TestReadPathKubernetesLayout(t *testing.T) {
 	if s.Realm != "v1.example.com" || s.Counts().APIKeys != 1 {
 		t.Errorf("Realm = %q, Counts = %+v", s.Realm, s.Counts())
 	}
-	before := Fingerprint(inputs)
+	before := Fingerprint(inputs, nil)
 
 	// The kubelet's update: a new timestamped directory, then ..data swapped.
 	publish("..2026_11_22_16_00_00.000000002", map[string]string{
@@ -177,7 +177,7 @@ func TestReadPathKubernetesLayout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if Fingerprint(inputs) == before {
+	if Fingerprint(inputs, nil) == before {
 		t.Error("Fingerprint did not change after the ..data swap")
 	}
 	s, err = LoadPath(dir, Options{})
@@ -191,7 +191,7 @@ func TestReadPathKubernetesLayout(t *testing.T) {
 
 func TestFingerprint(t *testing.T) {
 	base := []Input{{Name: "a.yaml", Data: []byte("version: 1\n")}, {Name: "b.yaml", Data: []byte("groups: []\n")}}
-	fp := Fingerprint(base)
+	fp := Fingerprint(base, nil)
 	tests := []struct {
 		name   string
 		inputs []Input
@@ -207,7 +207,7 @@ func TestFingerprint(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if got := Fingerprint(tc.inputs) == fp; got != tc.same {
+			if got := Fingerprint(tc.inputs, nil) == fp; got != tc.same {
 				t.Errorf("same fingerprint = %v, want %v", got, tc.same)
 			}
 		})

@@ -16,6 +16,7 @@ import (
 type Store struct {
 	current atomic.Pointer[policy.Snapshot]
 	gen     atomic.Uint64
+	busy    atomic.Pointer[func() bool]
 
 	mu        sync.Mutex // guards status and listeners; never taken by Check
 	status    Status
@@ -34,6 +35,10 @@ type Status struct {
 
 // NewStore returns an empty store: Current is nil until the first Publish.
 func NewStore() *Store { return &Store{} }
+
+// YieldWhile makes long reloads give way to requests while busy reports
+// that requests are being decided (see pacer).
+func (s *Store) YieldWhile(busy func() bool) { s.busy.Store(&busy) }
 
 // Current returns the snapshot in force, or nil before the first load.
 func (s *Store) Current() *policy.Snapshot { return s.current.Load() }
