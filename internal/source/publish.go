@@ -1,6 +1,7 @@
 package source
 
 import (
+	"runtime"
 	"sync"
 	"time"
 
@@ -69,7 +70,9 @@ func (p *publisher) publish(source string, inputs []policy.Input, readErr error,
 // when nothing else is runnable, so a reload of a large policy would hold
 // requests back that long. While requests are being decided, the pacer
 // sleeps for a moment after each quarter millisecond of load work: the
-// scheduler then polls the network and runs the requests that arrived. On
+// scheduler then polls the network and the requests that arrived become
+// runnable. A goroutine woken from a sleep runs next, ahead of them, so the
+// reload then yields once more and resumes only after they have run. On
 // an idle server it never sleeps (Go's shortest sleep there is about a
 // millisecond, which would stretch the reload fivefold for nothing).
 const (
@@ -90,6 +93,7 @@ func (p *pacer) pace() {
 	}
 	if p.busy() {
 		time.Sleep(paceSleep)
+		runtime.Gosched()
 	}
 	p.since = time.Now()
 }
