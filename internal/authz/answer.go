@@ -146,38 +146,48 @@ func (d *Decision) HeadersToRemove(dst []string, in Headers, set []Header) []str
 			dst = append(dst, snap.SessionHeader)
 		}
 	}
-	spoofed := func(name string) bool {
-		if !strings.HasPrefix(name, snap.IdentityPrefix) {
-			return false
-		}
-		for _, s := range set {
-			if s.Name == name {
-				return false
-			}
-		}
-		return true
-	}
+	prefix := snap.IdentityPrefix
 	switch h := in.(type) {
-	case MapHeaders: // the gRPC hot path: iterate without a closure escaping
+	case MapHeaders: // the gRPC paths: no closure, so dst and set can stay on the caller's stack
 		for name := range h {
-			if spoofed(name) {
+			if spoofed(name, prefix, set) {
 				dst = append(dst, name)
 			}
 		}
 	case interface{ Fields() []Header }: // headers kept as a list (the gRPC server's decoded requests)
 		for _, f := range h.Fields() {
-			if spoofed(f.Name) {
+			if spoofed(f.Name, prefix, set) {
 				dst = append(dst, f.Name)
 			}
 		}
 	default:
+		var names []string // collected apart from dst, which the closure would move to the heap
 		in.Each(func(name string) {
-			if spoofed(name) {
-				dst = append(dst, name)
+			if strings.HasPrefix(name, prefix) {
+				names = append(names, name)
 			}
 		})
+		for _, name := range names {
+			if spoofed(name, prefix, set) {
+				dst = append(dst, name)
+			}
+		}
 	}
 	return dst
+}
+
+// spoofed reports whether an inbound header claims keygate's identity
+// prefix without keygate setting it.
+func spoofed(name, prefix string, set []Header) bool {
+	if !strings.HasPrefix(name, prefix) {
+		return false
+	}
+	for _, s := range set {
+		if s.Name == name {
+			return false
+		}
+	}
+	return true
 }
 
 // Challenge is the WWW-Authenticate value of a 401, or "".

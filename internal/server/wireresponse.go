@@ -3,7 +3,6 @@ package server
 import (
 	"slices"
 	"strings"
-	"sync"
 
 	"google.golang.org/protobuf/encoding/protowire"
 
@@ -47,15 +46,6 @@ const (
 	overwriteIfExistsOrAdd = 2
 )
 
-// answerScratch holds the lists an answer is built from. They cannot live
-// on the stack: authz.Decision.HeadersToRemove lets its arguments escape.
-type answerScratch struct {
-	set    [8]authz.Header
-	remove [16]string
-}
-
-var scratchPool = sync.Pool{New: func() any { return new(answerScratch) }}
-
 // appendCheckResponse appends the protobuf encoding of the CheckResponse
 // that answers d to dst: for an allow, status OK, the identity headers to
 // set, the inbound headers to remove and the dynamic metadata; for a denial,
@@ -65,9 +55,10 @@ func appendCheckResponse(dst []byte, d *authz.Decision, in authz.Headers, id str
 	if d.Result != authz.Allow {
 		return appendDenied(dst, d, id)
 	}
-	sc := scratchPool.Get().(*answerScratch)
-	set := d.IdentityHeaders(sc.set[:0])
-	remove := d.HeadersToRemove(sc.remove[:0], in, set)
+	var setBuf [8]authz.Header
+	var removeBuf [16]string
+	set := d.IdentityHeaders(setBuf[:0])
+	remove := d.HeadersToRemove(removeBuf[:0], in, set)
 
 	okSize := 0
 	for _, h := range set {
@@ -88,12 +79,7 @@ func appendCheckResponse(dst []byte, d *authz.Decision, in authz.Headers, id str
 		dst = protowire.AppendTag(dst, okHeadersToRemove, protowire.BytesType)
 		dst = protowire.AppendString(dst, name)
 	}
-	dst = appendMetadata(dst, metaSize, d, set, id)
-
-	clear(sc.set[:]) // keep no request's strings alive in the pool
-	clear(sc.remove[:])
-	scratchPool.Put(sc)
-	return dst
+	return appendMetadata(dst, metaSize, d, set, id)
 }
 
 func appendDenied(dst []byte, d *authz.Decision, id string) []byte {
