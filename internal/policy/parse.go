@@ -48,13 +48,13 @@ func parse(name string, data []byte, deferCreds bool, pace func()) (*Fragment, e
 	if len(data) > MaxFragmentSize {
 		return nil, Errors{{File: name, Msg: fmt.Sprintf("policy is %d bytes; the limit is %d", len(data), MaxFragmentSize)}}
 	}
-	// One strict decoding pass; the node tree that gives semantic errors
-	// their line numbers is built only when there is an error to place,
-	// which keeps loading a policy of a million keys affordable.
+	// One strict decoding pass; line numbers for semantic errors are looked
+	// up only when there is an error to place, which keeps loading a policy
+	// of a million keys affordable.
 	f := &Fragment{Name: name, data: data}
 	if isJSON(name, data) {
-		if f.deferred = map[string]*deferredArray{}; !deferCreds {
-			f.deferred = nil
+		if deferCreds {
+			f.deferred = map[string]*deferredArray{}
 		}
 		err := decodeJSON(data, &f.Doc, f.deferred, pace)
 		if err == nil {
@@ -66,8 +66,8 @@ func parse(name string, data []byte, deferCreds bool, pace func()) (*Fragment, e
 		}
 		f.deferred = nil
 	}
-	// YAML, or JSON that encoding/json refused: yaml.v3 reads JSON too and
-	// says on which line the problem is.
+	// YAML, or a small JSON source the JSON decoder refused: yaml.v3 reads
+	// JSON too and says, in the policy's terms, on which line the problem is.
 	f.Doc = Document{}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
