@@ -163,14 +163,3 @@ func (st *indexSearch) try(list []int32) {
 		}
 	}
 }
-
-// matchLinear is the definition of Snapshot.Match: the first endpoint in
-// eps that matches. The index must agree with it.
-func matchLinear(eps []*Endpoint, method, host, path string) (*Endpoint, string) {
-	for _, e := range eps {
-		if org, ok := e.Match(method, host, path); ok {
-			return e, org
-		}
-	}
-	return nil, ""
-}

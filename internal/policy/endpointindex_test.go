@@ -264,3 +264,14 @@ func BenchmarkMatchIndex(b *testing.B) {
 		}
 	}
 }
+
+// matchLinear is the definition of Snapshot.Match, the reference the index
+// is tested against: the first endpoint in eps that matches.
+func matchLinear(eps []*Endpoint, method, host, path string) (*Endpoint, string) {
+	for _, e := range eps {
+		if org, ok := e.Match(method, host, path); ok {
+			return e, org
+		}
+	}
+	return nil, ""
+}

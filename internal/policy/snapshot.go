@@ -172,9 +172,6 @@ func (s *Snapshot) Endpoint(name string) *Endpoint { return s.byName[name] }
 // and host when they name one exactly, fit the request, so its cost does not
 // grow with the number of endpoints.
 func (s *Snapshot) Match(method, host, path string) (*Endpoint, string) {
-	if s.index == nil {
-		return matchLinear(s.endpoints, method, host, path)
-	}
 	return s.index.match(s.endpoints, method, host, path)
 }
 

@@ -262,21 +262,21 @@ func namesVisited(h authz.Headers) map[string]int {
 	return names
 }
 
-// decodeBoth decodes data both ways and says how the results decodeBoth, if they
-// do: both fail, or both succeed with the same view. The fast decoder
+// decodeBoth decodes data both ways and says how the results differ, if they
+// do; they must not: both fail, or both succeed with the same view. The fast decoder
 // checks every field proto.Unmarshal checks (UTF-8 of every proto3 string
 // included), so there is no exception.
-func decodeBoth(data []byte) (fast checkView, fastErr error, diff string) {
+func decodeBoth(data []byte) (fast checkView, diff string, fastErr error) {
 	var slow checkView
 	fastErr = decodeCheckRequest(data, &fast)
 	slowErr := decodeCheckRequestSlow(data, &slow)
 	switch {
 	case (fastErr == nil) != (slowErr == nil):
-		return fast, fastErr, fmt.Sprintf("fast error %v, proto.Unmarshal error %v", fastErr, slowErr)
+		return fast, fmt.Sprintf("fast error %v, proto.Unmarshal error %v", fastErr, slowErr), fastErr
 	case fastErr == nil:
-		return fast, nil, diffViews(fast, slow)
+		return fast, diffViews(fast, slow), nil
 	}
-	return fast, fastErr, ""
+	return fast, "", fastErr
 }
 
 func TestDecodeCheckRequestMatchesProto(t *testing.T) {
@@ -286,7 +286,7 @@ func TestDecodeCheckRequestMatchesProto(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if _, err, diff := decodeBoth(data); err != nil || diff != "" {
+			if _, diff, err := decodeBoth(data); err != nil || diff != "" {
 				t.Fatalf("error %v; %s", err, diff)
 			}
 			// Every cut of a message either fails both ways or is a
@@ -295,7 +295,7 @@ func TestDecodeCheckRequestMatchesProto(t *testing.T) {
 				return
 			}
 			for i := range data {
-				if _, _, diff := decodeBoth(data[:i]); diff != "" {
+				if _, diff, _ := decodeBoth(data[:i]); diff != "" {
 					t.Fatalf("cut at %d of %d: %s", i, len(data), diff)
 				}
 			}
@@ -426,7 +426,7 @@ func TestDecodeCheckRequestWire(t *testing.T) {
 		{"header_map as a varint", wrInHTTP(wrString(wrHTTPMethod, "GET"), wrVarint(wrHTTPHeaderMap, 1)), checkView{Request: authz.Request{Method: "GET"}}, true},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got, err, diff := decodeBoth(c.data)
+			got, diff, err := decodeBoth(c.data)
 			if diff != "" {
 				t.Fatal(diff)
 			}
@@ -491,7 +491,7 @@ func TestDecodeCheckRequestDepth(t *testing.T) {
 			t.Fatal("proto.Unmarshal accepted no nesting")
 		}
 		for _, n := range []int{lo - 1, lo, lo + 1} {
-			if _, _, diff := decodeBoth(nested(n, tail)); diff != "" {
+			if _, diff, _ := decodeBoth(nested(n, tail)); diff != "" {
 				t.Errorf("%d lists above %x: %s", n, tail, diff)
 			}
 		}
@@ -564,7 +564,7 @@ func FuzzDecodeCheckRequest(f *testing.F) {
 	f.Add(slices.Concat(wrInAddress(wrSocket(wrString(wrSocketAddressStr, "a")), wrField(wrPipe)), wrInHTTP(wrEntry(wrHTTPHeaders, "a", "1"), wrEntry(wrHTTPHeaders, "a", "2"))))
 	f.Add(wrInHTTP(wrString(wrHTTPMethod, "GET"), wrField(wrHTTPHeaderMap, wrField(1, wrString(1, "A"), wrString(2, "1")))))
 	f.Fuzz(func(t *testing.T, data []byte) {
-		if _, _, diff := decodeBoth(data); diff != "" {
+		if _, diff, _ := decodeBoth(data); diff != "" {
 			t.Fatal(diff)
 		}
 	})
