@@ -62,7 +62,14 @@ var badConfigs = []struct {
 	{"session_header_invalid.bad.yaml", 4, "settings.session_header", `"session:" is not a valid header name`},
 	{"identity_prefix_invalid.bad.yaml", 4, "settings.identity_header_prefix", `"x keygate-" is not a valid header name prefix`},
 	{"session_header_is_api_key_header.bad.yaml", 5, "settings.session_header", `"x-api-key" is both an API key header and the session header`},
-	{"credential_header_identity_prefix.bad.yaml", 5, "settings.identity_header_prefix", `credential header "x-api-key" starts with the identity header prefix "x-"`},
+	{"credential_header_identity_prefix.bad.yaml", 5, "settings.identity_header_prefix", `credential header "x-api-key" starts with the identity header prefix "x-api-"`},
+	// keygate removes every inbound header that starts with the identity
+	// prefix: one that covers a standard or proxy header breaks requests.
+	{"identity_prefix_content.bad.yaml", 5, "settings.identity_header_prefix", `identity_header_prefix "content-" would take over the "content-*" headers`},
+	{"identity_prefix_forwarded.bad.yaml", 5, "settings.identity_header_prefix", `identity_header_prefix "X-Forwarded-" would take over the "x-forwarded-*" headers`},
+	{"identity_prefix_in_family.bad.yaml", 4, "settings.identity_header_prefix", `identity_header_prefix "x-envoy-keygate-" would take over the "x-envoy-*" headers`},
+	{"identity_prefix_standard_name.bad.yaml", 5, "settings.identity_header_prefix", `identity_header_prefix "x-real-" would take over "x-real-ip"`},
+	{"identity_prefix_no_dash.bad.yaml", 4, "settings.identity_header_prefix", `identity_header_prefix "x-keygate" must end with '-'`},
 	{"max_org_keys_zero.bad.yaml", 4, "settings.max_org_keys", "max_org_keys must be at least 1"},
 	{"default_bad.bad.yaml", 5, "settings.default", `default must be deny or allow, not "reject"`},
 
@@ -94,6 +101,7 @@ var badConfigs = []struct {
 	{"path_capture_duplicate.bad.yaml", 5, "endpoints[0].match.path", `path "/orgs/{id}/users/{id}" captures {id} twice`},
 	{"path_query.bad.yaml", 5, "endpoints[0].match.path", `path "/search?q=keygate" must not contain a query or fragment`},
 	{"method_bad.bad.yaml", 9, "endpoints[0].match.methods[1]", `"FETCH" is not an HTTP method`},
+	{"method_not_token.bad.yaml", 7, "endpoints[0].match.methods[1]", `"poſt" is not a valid HTTP method token`},
 	{"host_port.bad.yaml", 7, "endpoints[0].match.host", `host "api.example.com:8443" must not include a port`},
 	{"host_bad_wildcard.bad.yaml", 7, "endpoints[0].match.host", `host "api.*.example.com" must be a name such as api.example.com or *.example.com`},
 	{"anonymous_require.bad.yaml", 7, "endpoints[0].require", "an anonymous endpoint cannot require credentials"},

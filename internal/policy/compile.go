@@ -345,14 +345,20 @@ func (c *compiler) settings(s *Snapshot, st Settings, l loc) {
 		}
 	}
 	s.IdentityPrefix = strings.ToLower(st.IdentityHeaderPrefix)
-	if s.IdentityPrefix == "" {
+	switch {
+	case s.IdentityPrefix == "":
 		s.IdentityPrefix = DefaultIdentityPrefix
-	} else if !validHeader(s.IdentityPrefix) {
+	case !validHeader(s.IdentityPrefix):
 		c.errorf(l.at("identity_header_prefix"), "%q is not a valid header name prefix", st.IdentityHeaderPrefix)
-	}
-	for _, h := range append(append([]string(nil), s.APIKeyHeaders...), s.SessionHeader) {
-		if strings.HasPrefix(h, s.IdentityPrefix) {
-			c.errorf(l.at("identity_header_prefix"), "credential header %q starts with the identity header prefix %q", h, s.IdentityPrefix)
+	default:
+		if msg := identityPrefixProblem(s.IdentityPrefix); msg != "" {
+			c.errorf(l.at("identity_header_prefix"), "identity_header_prefix %q %s", st.IdentityHeaderPrefix, msg)
+			break
+		}
+		for _, h := range append(append([]string(nil), s.APIKeyHeaders...), s.SessionHeader) {
+			if strings.HasPrefix(h, s.IdentityPrefix) {
+				c.errorf(l.at("identity_header_prefix"), "credential header %q starts with the identity header prefix %q", h, s.IdentityPrefix)
+			}
 		}
 	}
 	c.credentialHeaders = map[string]bool{s.SessionHeader: true}
@@ -400,9 +406,14 @@ func (c *compiler) endpoint(ep *EndpointRule, l loc, groupIdx map[string]int) *E
 	}
 	e.path = pt
 	for i, m := range ep.Match.Methods {
+		// Checked before upper-casing: strings.ToUpper turns some
+		// non-ASCII letters into ASCII ones ("poſt" into POST).
 		um := strings.ToUpper(m)
-		if !httpMethods[um] {
-			fail(l.at("match", "methods", i), "%q is not an HTTP method", m)
+		switch {
+		case !validToken(m):
+			fail(l.at("match", "methods", i), "%q is not a valid HTTP method token (RFC 9110: letters, digits and !#$%%&'*+-.^_`|~)", m)
+		case !httpMethods[um]:
+			fail(l.at("match", "methods", i), "%q is not an HTTP method keygate knows (GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, CONNECT, TRACE)", m)
 		}
 		e.methods = append(e.methods, um)
 	}

@@ -3,6 +3,7 @@ package policy
 import (
 	"crypto/sha256"
 	"encoding/json"
+	"errors"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -473,6 +474,79 @@ settings:
 	}
 	if s.Challenge != `Bearer realm="internal"` {
 		t.Errorf("Challenge = %s", s.Challenge)
+	}
+}
+
+// TestIdentityPrefix: keygate sets the identity headers and removes every
+// inbound header that starts with the prefix, so a prefix that covers a
+// standard or proxy header would strip it from every request. Prefixes of
+// one's own stay usable.
+func TestIdentityPrefix(t *testing.T) {
+	tests := []struct {
+		prefix string
+		want   string // "" when accepted, else part of the error
+	}{
+		{"x-keygate-", ""},
+		{"X-Keygate-", ""},
+		{"x-auth-", ""},
+		{"x-acme-", ""},
+		{"x-id-", ""},
+		{"kg-", ""},
+		{"acme-identity-", ""},
+		{"x-keygate", "must end with '-'"},
+		{"content-", `would take over the "content-*" headers`},
+		{"content-x-", `would take over the "content-*" headers`},
+		{"x-forwarded-", `would take over the "x-forwarded-*" headers`},
+		{"x-forwarded-keygate-", `would take over the "x-forwarded-*" headers`},
+		{"x-", `would take over the "x-forwarded-*" headers`},
+		{"x-envoy-", `would take over the "x-envoy-*" headers`},
+		{"grpc-", `would take over the "grpc-*" headers`},
+		{"accept-", `would take over the "accept-*" headers`},
+		{"sec-", `would take over the "sec-*" headers`},
+		{"proxy-", `would take over the "proxy-*" headers`},
+		{"x-request-", `would take over "x-request-id"`},
+		{"x-real-", `would take over "x-real-ip"`},
+		{"x-original-", `would take over "x-original-uri"`},
+		{"x-b3-", `would take over the "x-b3-*" headers`},
+		{"user-", `would take over "user-agent"`},
+		{"transfer-", `would take over "transfer-encoding"`},
+		{"x-api-", `credential header "x-api-key" starts with the identity header prefix "x-api-"`},
+	}
+	for _, tc := range tests {
+		t.Run(tc.prefix, func(t *testing.T) {
+			text := "version: 1\nsettings:\n  identity_header_prefix: " + tc.prefix + "\n"
+			s, err := Load([]Input{{Name: "p.yaml", Data: []byte(text)}}, Options{})
+			if tc.want == "" {
+				if err != nil {
+					t.Fatalf("refused: %v", err)
+				}
+				if want := strings.ToLower(tc.prefix) + "user"; s.Headers.User != want {
+					t.Errorf("user header %q, want %q", s.Headers.User, want)
+				}
+				return
+			}
+			var es Errors
+			if !errors.As(err, &es) || len(es) != 1 {
+				t.Fatalf("want one located error, got %v", err)
+			}
+			if e := es[0]; e.Line != 3 || e.Path != "settings.identity_header_prefix" || !strings.Contains(e.Msg, tc.want) {
+				t.Errorf("got %v, want line 3, settings.identity_header_prefix, ...%s...", e, tc.want)
+			}
+		})
+	}
+}
+
+// TestReservedHeaders keeps the reserved list well formed: lower-case
+// tokens, a family ends with '-', and the default prefix clears it.
+func TestReservedHeaders(t *testing.T) {
+	for _, r := range reservedHeaders {
+		name := strings.TrimSuffix(r, "-")
+		if r != strings.ToLower(r) || !validHeader(name) {
+			t.Errorf("reserved header %q is not a lower-case header name", r)
+		}
+	}
+	if msg := identityPrefixProblem(DefaultIdentityPrefix); msg != "" {
+		t.Errorf("default prefix refused: %s", msg)
 	}
 }
 
