@@ -6,10 +6,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"syscall"
 )
 
 // Input is the raw text of one policy source.
@@ -30,43 +32,91 @@ func IsPolicyFile(name string) bool {
 	return false
 }
 
-// ReadPath reads a policy file, or every *.yaml, *.yml and *.json file in a
-// directory in name order (hidden entries such as Kubernetes' ..data are
-// skipped; the files that link through them are read).
+// ReadPath reads path as ReadFile or ReadDir, whichever it is now. It is for
+// tools that read once; a source that reads again on every change decides
+// once and calls ReadFile or ReadDir, so that a path that changes kind is a
+// refused reload, not a different policy.
 func ReadPath(path string) ([]Input, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return nil, fmt.Errorf("read policy: %w", err)
+	if st, err := os.Stat(path); err == nil && st.IsDir() {
+		return ReadDir(path)
 	}
-	if !st.IsDir() {
-		data, err := readLimited(path)
-		if err != nil {
-			return nil, err
-		}
+	// Anything else, a dangling symlink or a loop included, is read as a
+	// file, which says what is wrong with it.
+	return ReadFile(path)
+}
+
+// ReadFile reads the policy file at path, whatever its name: a regular file
+// or a symlink to one. Anything else (a directory, a FIFO, a socket, a
+// device) is refused without blocking, as is a file over MaxFragmentSize.
+func ReadFile(path string) ([]Input, error) {
+	data, err := readRegular(path)
+	var pe *Error
+	switch {
+	case err == nil:
 		return []Input{{Name: path, Data: data}}, nil
+	case errors.As(err, &pe):
+		return nil, Errors{pe}
 	}
-	entries, err := os.ReadDir(path)
+	return nil, fmt.Errorf("read policy: %w", err)
+}
+
+// ReadDir reads every fragment of the directory at path: each entry that
+// IsPolicyFile accepts, in name order (hidden entries such as Kubernetes'
+// ..data are not fragments; the files that link through them are). A
+// fragment that cannot be read as a regular file refuses the whole
+// directory, naming every such fragment and why: publishing the others
+// without it could open what it protects.
+func ReadDir(path string) ([]Input, error) {
+	return readDir(path, nil)
+}
+
+// readDir is ReadDir; listed, if not nil, is called between the listing and
+// the reads (tests change the directory there).
+func readDir(path string, listed func(names []string)) ([]Input, error) {
+	d, st, err := openNonblocking(path)
 	if err != nil {
 		return nil, fmt.Errorf("read policy directory: %w", err)
 	}
+	defer d.Close()
+	if !st.IsDir() {
+		return nil, fmt.Errorf("read policy directory: %s: not a directory", path)
+	}
+	all, err := d.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("read policy directory %s: %w", path, err)
+	}
 	var names []string
-	for _, e := range entries {
-		if IsPolicyFile(e.Name()) {
-			names = append(names, e.Name())
+	for _, n := range all {
+		if IsPolicyFile(n) {
+			names = append(names, n)
 		}
 	}
 	sort.Strings(names)
-	var out []Input
+	if listed != nil {
+		listed(names)
+	}
+	var (
+		out  []Input
+		errs Errors
+	)
 	for _, n := range names {
 		p := filepath.Join(path, n)
-		if fi, err := os.Stat(p); err != nil || fi.IsDir() {
-			continue
+		data, err := readRegular(p)
+		var pe *Error
+		switch {
+		case err == nil:
+			out = append(out, Input{Name: p, Data: data})
+		case errors.Is(err, fs.ErrNotExist) && !isSymlink(p):
+			// Removed since the listing: no longer a fragment, as a
+			// listing taken now would say.
+		case errors.As(err, &pe):
+			errs = append(errs, pe)
+		default:
+			errs = append(errs, &Error{File: p, Msg: "cannot read: " + err.Error()})
 		}
-		data, err := readLimited(p)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, Input{Name: p, Data: data})
+	}
+	if len(errs) > 0 {
+		return nil, errs
 	}
 	if len(out) == 0 {
 		return nil, fmt.Errorf("read policy directory %s: no *.yaml, *.yml or *.json files", path)
@@ -74,23 +124,96 @@ func ReadPath(path string) ([]Input, error) {
 	return out, nil
 }
 
-// readLimited reads a policy file into a buffer of its size: growing the
-// buffer as io.ReadAll does would cost twice a large file's size in memory.
-func readLimited(path string) ([]byte, error) {
-	f, err := os.Open(path)
+// openNonblocking opens path for reading without ever waiting: opening a
+// FIFO that has no writer would block forever, a device might. What was
+// opened is then judged by the descriptor's own mode (fstat), so nothing
+// can be swapped in between a check and the open.
+func openNonblocking(path string) (*os.File, fs.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
 	if err != nil {
-		return nil, fmt.Errorf("read policy: %w", err)
+		return nil, nil, err
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	return f, st, nil
+}
+
+// readRegular reads a regular file (following symlinks) into a buffer of
+// its size: growing the buffer as io.ReadAll does would cost twice a large
+// file's size in memory. Anything else is refused with a policy.Error that
+// says what it is; a file that does not exist gives the fs error.
+func readRegular(path string) ([]byte, error) {
+	f, st, err := openNonblocking(path)
+	if err != nil {
+		return nil, describeOpenError(path, err)
 	}
 	defer f.Close()
-	var size int64
-	if st, err := f.Stat(); err == nil {
-		size = st.Size()
+	if !st.Mode().IsRegular() {
+		return nil, &Error{File: path, Msg: "cannot read: " + describeMode(st.Mode()) + ", not a regular file"}
 	}
-	buf := bytes.NewBuffer(make([]byte, 0, min(size, MaxFragmentSize)+bytes.MinRead))
+	if st.Size() > MaxFragmentSize {
+		return nil, &Error{File: path, Msg: fmt.Sprintf("policy is %d bytes; the limit is %d", st.Size(), MaxFragmentSize)}
+	}
+	// The limit holds if the file grows while it is read; Parse refuses the
+	// extra byte.
+	buf := bytes.NewBuffer(make([]byte, 0, st.Size()+bytes.MinRead))
 	if _, err := buf.ReadFrom(io.LimitReader(f, MaxFragmentSize+1)); err != nil {
-		return nil, fmt.Errorf("read policy %s: %w", path, err)
+		return nil, &Error{File: path, Msg: "cannot read: " + unwrapPath(err).Error()}
 	}
 	return buf.Bytes(), nil
+}
+
+// describeOpenError says why path could not be opened: a dangling symlink
+// or a symlink loop by name, a FIFO or socket that refused the open by its
+// kind. A path that does not exist at all keeps its fs error.
+func describeOpenError(path string, err error) error {
+	switch {
+	case errors.Is(err, syscall.ELOOP):
+		return &Error{File: path, Msg: "cannot read: symlink loop"}
+	case errors.Is(err, fs.ErrNotExist):
+		if target, lerr := os.Readlink(path); lerr == nil {
+			return &Error{File: path, Msg: fmt.Sprintf("cannot read: dangling symlink (its target %q does not exist)", target)}
+		}
+		return err
+	}
+	if st, serr := os.Stat(path); serr == nil && !st.Mode().IsRegular() {
+		// A socket cannot be opened at all (ENXIO).
+		return &Error{File: path, Msg: "cannot read: " + describeMode(st.Mode()) + ", not a regular file"}
+	}
+	return &Error{File: path, Msg: "cannot read: " + unwrapPath(err).Error()}
+}
+
+// describeMode names a file type that is not a regular file.
+func describeMode(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		return "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeDevice != 0:
+		return "a device"
+	}
+	return "a special file"
+}
+
+func isSymlink(path string) bool {
+	st, err := os.Lstat(path)
+	return err == nil && st.Mode()&fs.ModeSymlink != 0
+}
+
+// unwrapPath drops an fs.PathError's operation and path: the policy.Error
+// around it names the file already.
+func unwrapPath(err error) error {
+	var pe *fs.PathError
+	if errors.As(err, &pe) {
+		return pe.Err
+	}
+	return err
 }
 
 // Load parses and compiles inputs as one policy. Errors from every input are

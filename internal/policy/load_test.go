@@ -1,10 +1,13 @@
 package policy
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
+	"time"
 )
 
 func writeFile(t *testing.T, path, data string) {
@@ -18,7 +21,7 @@ func writeFile(t *testing.T, path, data string) {
 }
 
 // TestReadPathDirectory reads a directory of fragments: policy files in name
-// order, everything else (hidden files, other extensions, directories)
+// order, everything else (hidden files and directories, other extensions)
 // skipped.
 func TestReadPathDirectory(t *testing.T) {
 	dir := t.TempDir()
@@ -33,7 +36,7 @@ func TestReadPathDirectory(t *testing.T) {
 	writeFile(t, filepath.Join(dir, "notes.txt"), broken)
 	writeFile(t, filepath.Join(dir, "10-settings.yaml~"), broken)
 	writeFile(t, filepath.Join(dir, "10-settings.yaml.swp"), broken)
-	writeFile(t, filepath.Join(dir, "sub.yaml", "inner.yaml"), broken)
+	writeFile(t, filepath.Join(dir, "sub", "inner.yaml"), broken)
 	writeFile(t, filepath.Join(dir, ".git", "config.yaml"), broken)
 
 	inputs, err := ReadPath(dir)
@@ -211,5 +214,92 @@ func TestFingerprint(t *testing.T) {
 				t.Errorf("same fingerprint = %v, want %v", got, tc.same)
 			}
 		})
+	}
+}
+
+// readWithin runs read and fails the test if it does not return within a
+// few seconds: a FIFO opened for reading without O_NONBLOCK blocks forever.
+func readWithin(t *testing.T, read func() ([]Input, error)) ([]Input, error) {
+	t.Helper()
+	type result struct {
+		inputs []Input
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		in, err := read()
+		done <- result{in, err}
+	}()
+	select {
+	case r := <-done:
+		return r.inputs, r.err
+	case <-time.After(5 * time.Second):
+		t.Fatal("the read did not return within 5s")
+		return nil, nil
+	}
+}
+
+// TestReadModeIsExplicit: a path read as a file is never read as a
+// directory and the other way round, whatever it has become since.
+func TestReadModeIsExplicit(t *testing.T) {
+	dir := t.TempDir()
+	file := filepath.Join(dir, "policy.yaml")
+	writeFile(t, file, "version: 1\n")
+	frags := filepath.Join(dir, "frags")
+	writeFile(t, filepath.Join(frags, "a.yaml"), "version: 1\n")
+
+	if _, err := ReadDir(file); err == nil || !strings.Contains(err.Error(), file+": not a directory") {
+		t.Errorf("ReadDir of a file: %v", err)
+	}
+	if _, err := ReadFile(frags); err == nil || !strings.Contains(err.Error(), frags+": cannot read: a directory, not a regular file") {
+		t.Errorf("ReadFile of a directory: %v", err)
+	}
+	if in, err := ReadFile(file); err != nil || len(in) != 1 {
+		t.Errorf("ReadFile of a file: %v, %v", in, err)
+	}
+	if in, err := ReadDir(frags); err != nil || len(in) != 1 {
+		t.Errorf("ReadDir of a directory: %v, %v", in, err)
+	}
+}
+
+// TestReadDirFragmentRemovedIsNotAnError: a fragment removed between the listing
+// and the read is not part of the policy any more, as a later listing would
+// say; only a name that is still there but unreadable refuses.
+func TestReadDirFragmentRemovedIsNotAnError(t *testing.T) {
+	dir := t.TempDir()
+	writeFile(t, filepath.Join(dir, "a.yaml"), "version: 1\n")
+	in, err := readDir(dir, func(names []string) {
+		if err := os.Remove(filepath.Join(dir, "a.yaml")); err != nil {
+			t.Fatal(err)
+		}
+		writeFile(t, filepath.Join(dir, "b.yaml"), "version: 1\n")
+	})
+	if err == nil || !strings.Contains(err.Error(), "no *.yaml, *.yml or *.json files") {
+		t.Errorf("read %v, %v; want the directory to read as empty", in, err)
+	}
+}
+
+// TestReadFileSizeBound: a fragment over MaxFragmentSize is refused from its
+// size, before it is read.
+func TestReadFileSizeBound(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big.yaml")
+	fh, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := fh.Truncate(MaxFragmentSize + 1); err != nil { // sparse: no disk used
+		t.Fatal(err)
+	}
+	fh.Close()
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	_, err = ReadFile(path)
+	runtime.ReadMemStats(&after)
+	want := fmt.Sprintf("%s: policy is %d bytes; the limit is %d", path, MaxFragmentSize+1, MaxFragmentSize)
+	if err == nil || err.Error() != want {
+		t.Errorf("ReadFile error %v, want %q", err, want)
+	}
+	if n := after.TotalAlloc - before.TotalAlloc; n > 1<<20 {
+		t.Errorf("refusing a %d-byte fragment allocated %d bytes", MaxFragmentSize+1, n)
 	}
 }
