@@ -321,6 +321,25 @@ func listMatches(l *matcherv3.ListStringMatcher, header string) (bool, error) {
 	return false, nil
 }
 
+// reachesKeygate tells whether Envoy copies a client request header into
+// the check request: over gRPC every header unless allowed_headers is set,
+// over HTTP only those allowed_headers lists; never a disallowed one.
+func reachesKeygate(ea *extauthzv3.ExtAuthz, kind, header string) (bool, error) {
+	sent := kind == kindGRPC && ea.GetAllowedHeaders() == nil
+	if !sent {
+		ok, err := listMatches(ea.GetAllowedHeaders(), header)
+		if err != nil {
+			return false, fmt.Errorf("allowed_headers: %w", err)
+		}
+		sent = ok
+	}
+	denied, err := listMatches(ea.GetDisallowedHeaders(), header)
+	if err != nil {
+		return false, fmt.Errorf("disallowed_headers: %w", err)
+	}
+	return sent && !denied, nil
+}
+
 // perRoute returns the ExtAuthzPerRoute under the ext_authz filter's name, if any.
 func perRoute(filters map[string]*anypb.Any, name string) (*extauthzv3.ExtAuthzPerRoute, error) {
 	a, ok := filters[name]
@@ -500,19 +519,20 @@ func check(c *config, wantKind string, wantPort uint32, policyEndpoints []string
 
 	// Headers to keygate, and back from it.
 	for _, h := range credentialHeaders {
-		sent := kind == kindGRPC && ea.GetAllowedHeaders() == nil // gRPC default: all headers
-		if !sent {
-			ok, err := listMatches(ea.GetAllowedHeaders(), h)
-			if err != nil {
-				p.add("allowed_headers: %v", err)
-			}
-			sent = ok
-		}
-		if denied, err := listMatches(ea.GetDisallowedHeaders(), h); err != nil || denied {
-			sent = false
-		}
-		if !sent {
+		if ok, err := reachesKeygate(ea, kind, h); err != nil {
+			p.add("%v", err)
+		} else if !ok {
 			p.add("request header %q does not reach keygate", h)
+		}
+	}
+	// A client-sent identity header that keygate does not set (a spoofed
+	// x-keygate-session-id on a key-only request) is removed only if keygate
+	// sees it and lists it for removal.
+	for _, h := range identityHeaders {
+		if ok, err := reachesKeygate(ea, kind, h); err != nil {
+			p.add("%v", err)
+		} else if !ok {
+			p.add("client-sent %q does not reach keygate, which then cannot have it removed", h)
 		}
 	}
 	if kind == kindHTTP {
@@ -682,7 +702,9 @@ func TestBrokenConfigsFail(t *testing.T) {
 		{"body buffered", grpcFile, "include_peer_certificate: true", "include_peer_certificate: true\n                      with_request_body: {max_request_bytes: 1024}", "check", "with_request_body"},
 		{"credential headers not sent", grpcFile, "transport_api_version: V3", "transport_api_version: V3\n                      allowed_headers: {patterns: [{exact: authorization}]}", "check", `"x-api-key" does not reach keygate`},
 		{"credential header misspelled", httpFile, "- exact: x-api-key", "- exact: x-api-kee", "check", `"x-api-key" does not reach keygate`},
-		{"identity headers not copied", httpFile, "- prefix: x-keygate-", "- prefix: x-keygate-u", "check", `does not cover "x-keygate-tenant"`},
+		{"identity headers not copied", httpFile, "allowed_upstream_headers:\n                            patterns:\n                              - prefix: x-keygate-\n", "allowed_upstream_headers:\n                            patterns:\n                              - prefix: x-keygate-u\n", "check", `does not cover "x-keygate-tenant"`},
+		{"client identity headers not sent", httpFile, "- exact: x-org-id\n                          - prefix: x-keygate-", "- exact: x-org-id", "check", `client-sent "x-keygate-user" does not reach keygate`},
+		{"client identity headers disallowed", grpcFile, "transport_api_version: V3", "transport_api_version: V3\n                      disallowed_headers: {patterns: [{prefix: x-keygate-}]}", "check", `client-sent "x-keygate-session-id" does not reach keygate`},
 		{"challenge not returned", httpFile, "- exact: www-authenticate", "- exact: www-authenticat", "check", `does not cover "www-authenticate"`},
 		{"context extension over HTTP", httpFile, "- match: {path: /whoami}\n", "- match: {path: /whoami}\n                          typed_per_filter_config: {envoy.filters.http.ext_authz: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute, check_settings: {context_extensions: {keygate_endpoint: whoami}}}}\n", "check", "does not send to an http_service"},
 		{"deprecated authorization_request.allowed_headers", httpFile, "                        authorization_response:\n", "                        authorization_request:\n                          allowed_headers: {patterns: [{exact: x-api-key}]}\n                        authorization_response:\n", "validate", "allowed_headers: deprecated field"},
