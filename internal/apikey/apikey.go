@@ -83,9 +83,9 @@ func Check(key string) (id string, ours, valid bool) {
 
 var crcTable = crc32.MakeTable(crc32.IEEE)
 
-// crcString is CRC-32 (IEEE) over a string; hash/crc32 would need a []byte
-// that escapes to the heap.
-func crcString(s string) uint32 {
+// crc is CRC-32 (IEEE) over a string or bytes; hash/crc32 would need a
+// []byte that escapes to the heap.
+func crc[T ~string | ~[]byte](s T) uint32 {
 	c := ^uint32(0)
 	for i := 0; i < len(s); i++ {
 		c = crcTable[byte(c)^s[i]] ^ (c >> 8)
@@ -95,14 +95,22 @@ func crcString(s string) uint32 {
 
 func checksum(body string) string {
 	var out [checksumLen]byte
-	encodeChecksum(&out, crcString(body))
+	encodeChecksum(&out, crc(body))
 	return string(out[:])
 }
 
-func checksumEqual(body, sum string) bool {
+func checksumEqual[T ~string | ~[]byte](body, sum T) bool {
 	var want [checksumLen]byte
-	encodeChecksum(&want, crcString(body))
-	return string(want[:]) == sum
+	encodeChecksum(&want, crc(body))
+	if len(sum) != checksumLen {
+		return false
+	}
+	for i := range want {
+		if want[i] != sum[i] {
+			return false
+		}
+	}
+	return true
 }
 
 func encodeChecksum(out *[checksumLen]byte, v uint32) {

@@ -7,6 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/authz"
 )
 
@@ -77,20 +78,29 @@ func (l *DecisionLog) write(d *authz.Decision, e entry) {
 		zap.String("user", d.User()),
 		zap.String("tenant", d.Tenant),
 		zap.String("org", d.Org),
-		zap.String("method", e.method),
+		zap.String("method", bound(e.method, 32)),
 		zap.String("path", logPath(e.path)),
 		zap.String("source", e.source),
 		zap.Duration("latency", time.Since(e.start)),
 	)
 }
 
-// logPath drops the query string (it may carry secrets) and bounds length.
+// logPath drops the query string (it may carry secrets), replaces a keygate
+// key a client put in a path segment by its public id, and bounds the
+// length: redacting first, so the cut cannot leave the start of a key that
+// the logger's own redaction would no longer recognize. A key made elsewhere
+// cannot be told from any other segment and is logged as the client sent it.
 func logPath(p string) string {
 	if i := strings.IndexAny(p, "?#"); i >= 0 {
 		p = p[:i]
 	}
-	if len(p) > 256 {
-		p = p[:256] + "..."
+	return bound(apikey.Redact(p), 256)
+}
+
+// bound cuts a value the client chose to at most n bytes.
+func bound(s string, n int) string {
+	if len(s) > n {
+		return s[:n] + "..."
 	}
-	return p
+	return s
 }
