@@ -11,6 +11,9 @@ import (
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+
+	"github.com/keygate/keygate/internal/envoytest"
+	"github.com/keygate/keygate/test/internal/harness"
 )
 
 // Names of the servers in the report.
@@ -21,17 +24,11 @@ const (
 )
 
 // bench runs the whole measurement with its files in tmp; progress gets
-// one line per step.
-func bench(cfg *config, tmp string, progress io.Writer) (*report, error) {
+// one line per step. It fails if keygate does not stop cleanly at the end.
+func bench(cfg *config, tmp string, progress io.Writer) (_ *report, err error) {
 	rep := &report{cfg: cfg, machine: describeMachine()}
-	var err error
-
-	bin := cfg.keygate
-	if bin == "" {
-		fmt.Fprintln(progress, "building keygate")
-		if bin, err = buildKeygate(tmp); err != nil {
-			return nil, err
-		}
+	if err := buildKeygate(cfg.keygate, progress); err != nil {
+		return nil, err
 	}
 	fmt.Fprintf(progress, "generating a policy of %d keys\n", cfg.keys)
 	bp, err := generatePolicy(cfg.keys)
@@ -45,7 +42,8 @@ func bench(cfg *config, tmp string, progress io.Writer) (*report, error) {
 	if err := writeFile(pf.path, pf.variants[0]); err != nil {
 		return nil, err
 	}
-	req := checkRequest(bp.key)
+	harness.RegisterSecret(bp.key, "the load's API key")
+	req := envoytest.CheckRequest(bp.key)
 
 	// After the build, which should have both CPUs: what starts from here on
 	// inherits CPU 1, and taskset moves the servers to CPU 0.
@@ -60,19 +58,19 @@ func bench(cfg *config, tmp string, progress io.Writer) (*report, error) {
 		}
 	}
 
-	floor, err := startFloor(tmp, rep.pinned, cfg.profile != "")
+	floor, err := startFloor(rep.pinned, cfg.profile != "")
 	if err != nil {
 		return nil, err
 	}
-	defer floor.proc.stop()
-	kg, err := startKeygate(bin, tmp, pf.path, rep.pinned, cfg.profile != "")
+	defer floor.proc.Stop(10 * time.Second)
+	kg, err := startKeygate(cfg.keygate, pf.path, rep.pinned, cfg.profile != "")
 	if err != nil {
 		return nil, err
 	}
-	defer kg.proc.stop()
+	defer func() { err = errors.Join(err, kg.kg.Stop()) }()
 	for _, t := range []*target{floor, kg} {
 		if err := probe(t.addr, req, 10*time.Second); err != nil {
-			return nil, errors.Join(err, t.proc.exited())
+			return nil, errors.Join(err, t.proc.ExitError())
 		}
 	}
 
@@ -104,7 +102,7 @@ func bench(cfg *config, tmp string, progress io.Writer) (*report, error) {
 				round, name, r.s.rps(), quantile(r.s.latencies, 0.99).Round(time.Microsecond), r.s.cpuPerRequest(), r.s.errors)
 		}
 	}
-	rep.rss = kg.proc.maxRSS()
+	rep.rss = maxRSS(kg.proc)
 
 	if cfg.profile != "" {
 		if err := os.MkdirAll(cfg.profile, 0o755); err != nil {
@@ -128,26 +126,26 @@ func measure(t *target, req *authv3.CheckRequest, cfg *config, pf *policyFile, s
 	if err := settle(t.proc); err != nil {
 		return result{}, err
 	}
-	var before reloadStatus
+	var before harness.ReadyStatus
 	stopSwap := func() error { return nil }
 	if swap {
 		var err error
-		if before, err = readReload(t.admin); err != nil {
+		if _, before, err = t.kg.Status(); err != nil {
 			return result{}, err
 		}
 		stopSwap = pf.swapEvery(cfg.reloadEvery)
 	}
 	s, err := drive(t.addr, req, cfg.load, t.proc)
 	if err := errors.Join(stopSwap(), err); err != nil {
-		return result{}, errors.Join(fmt.Errorf("%s: %w", t.name, err), t.proc.exited())
+		return result{}, errors.Join(fmt.Errorf("%s: %w", t.name, err), t.proc.ExitError())
 	}
 	r := result{s: s}
 	if swap {
-		after, err := readReload(t.admin)
+		_, after, err := t.kg.Status()
 		if err != nil {
 			return result{}, err
 		}
-		r.reloads = after.ReloadsOK - before.ReloadsOK
+		r.reloads = int(after.ReloadsOK - before.ReloadsOK)
 		if n := after.ReloadsFailed - before.ReloadsFailed; n > 0 {
 			return result{}, fmt.Errorf("keygate refused %d policy reloads: %s", n, after.LastError)
 		}

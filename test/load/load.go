@@ -8,40 +8,12 @@ import (
 	"sync/atomic"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
-)
 
-// checkRequest is what Envoy sends for `GET /orgs/acme-eu/sales/q1?x=1` with
-// the given API key: eight headers, source and destination peers.
-func checkRequest(key string) *authv3.CheckRequest {
-	const path = "/orgs/acme-eu/sales/q1?x=1"
-	peer := func(ip string, port uint32) *authv3.AttributeContext_Peer {
-		return &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
-			SocketAddress: &corev3.SocketAddress{Address: ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}},
-		}}}
-	}
-	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-		Source:      peer("10.12.7.31", 53124),
-		Destination: peer("10.12.0.10", 8443),
-		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-			Id: "15736402381946734582", Method: "GET", Host: "api.example.com", Path: path,
-			Scheme: "https", Protocol: "HTTP/2",
-			Headers: map[string]string{
-				":authority":    "api.example.com",
-				":method":       "GET",
-				":path":         path,
-				":scheme":       "https",
-				"authorization": "Bearer " + key,
-				"x-request-id":  "4f6c1d2e-8a7b-4c3d-9e0f-1a2b3c4d5e6f",
-				"user-agent":    "acme-sales-sync/2.3.1 (linux; go1.26)",
-				"accept":        "application/json",
-			},
-		}},
-	}}
-}
+	"github.com/keygate/keygate/test/internal/harness"
+)
 
 // allowed accepts only an OK answer with an OK HTTP response.
 func allowed(resp *authv3.CheckResponse) error {
@@ -129,7 +101,7 @@ type worker struct {
 // drive sends req from l.concurrency goroutines over l.connections
 // connections to addr, checking every answer, for l.warmup and then
 // l.duration; server is read at both ends of the measured window.
-func drive(addr string, req *authv3.CheckRequest, l load, server *proc) (*sample, error) {
+func drive(addr string, req *authv3.CheckRequest, l load, server *harness.Process) (*sample, error) {
 	conns, err := dial(addr, l.connections)
 	if err != nil {
 		return nil, err

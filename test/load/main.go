@@ -21,13 +21,20 @@ import (
 	"os/signal"
 	"syscall"
 	"time"
+
+	"github.com/keygate/keygate/test/internal/harness"
 )
 
 func main() {
 	if code, handled := childMain(os.Args[1:]); handled {
 		os.Exit(code)
 	}
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	code := run(os.Args[1:], os.Stdout, os.Stderr)
+	harness.Cleanup()
+	if !harness.CheckSecrets(os.Stderr, false) {
+		code = 1
+	}
+	os.Exit(code)
 }
 
 // config is the harness's command line.
@@ -106,13 +113,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 	}
 	defer os.RemoveAll(dir)
 	// On Ctrl-C the servers die with the harness (Pdeathsig); the policies
-	// and the keygate binary in dir are removed here.
+	// in dir and the keygate binary are removed here.
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
 	defer signal.Stop(sig)
 	go func() {
 		s := <-sig
 		os.RemoveAll(dir)
+		harness.Cleanup()
 		fmt.Fprintln(stderr, "load:", s)
 		os.Exit(130)
 	}()

@@ -4,15 +4,13 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
-	"syscall"
-	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keygate/keygate/test/internal/harness"
 )
 
 // clockTicks is USER_HZ, the unit of utime and stime in /proc/PID/stat:
@@ -20,74 +18,9 @@ import (
 // (reading it for real would need cgo). One tick is 10ms.
 const clockTicks = 100
 
-// proc is a server under load, started as its own process.
-type proc struct {
-	name    string
-	cmd     *exec.Cmd
-	logPath string
-	done    chan struct{}
-	waitErr error
-}
-
-// startProc starts argv, on CPU 0 when pin is set, with its output in
-// logPath. The process is the server itself (taskset execs it), so its PID
-// is the one whose CPU time is read.
-func startProc(name string, pin bool, logPath string, argv ...string) (*proc, error) {
-	if pin {
-		argv = append([]string{"taskset", "-c", "0"}, argv...)
-	}
-	out, err := os.Create(logPath)
-	if err != nil {
-		return nil, err
-	}
-	defer out.Close()
-	cmd := exec.Command(argv[0], argv[1:]...)
-	cmd.Stdout, cmd.Stderr = out, out
-	// Never outlive the harness, even when it is killed.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		return nil, fmt.Errorf("start %s: %w", name, err)
-	}
-	p := &proc{name: name, cmd: cmd, logPath: logPath, done: make(chan struct{})}
-	go func() {
-		p.waitErr = cmd.Wait()
-		close(p.done)
-	}()
-	return p, nil
-}
-
-// exited returns an error naming how the process ended, or nil if it runs.
-func (p *proc) exited() error {
-	select {
-	case <-p.done:
-		return fmt.Errorf("%s exited: %v\n%s", p.name, p.waitErr, p.logTail())
-	default:
-		return nil
-	}
-}
-
-// stop sends SIGTERM and waits up to 10s, then kills.
-func (p *proc) stop() {
-	_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
-}
-
-func (p *proc) logTail() string {
-	b, _ := os.ReadFile(p.logPath)
-	if len(b) > 2000 {
-		b = b[len(b)-2000:]
-	}
-	return string(b)
-}
-
 // cpuTicks is the process's utime+stime so far, in clock ticks.
-func (p *proc) cpuTicks() (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+func cpuTicks(p *harness.Process) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
 	if err != nil {
 		return 0, err
 	}
@@ -101,10 +34,10 @@ type cpuReading struct {
 	busy   int64 // the machine's: user, nice, system, irq and softirq of all CPUs
 }
 
-func readCPU(server *proc) (cpuReading, error) {
+func readCPU(server *harness.Process) (cpuReading, error) {
 	var r cpuReading
 	var err1, err2, err3 error
-	r.server, err1 = server.cpuTicks()
+	r.server, err1 = cpuTicks(server)
 	if b, err := os.ReadFile("/proc/self/stat"); err != nil {
 		err2 = err
 	} else {
@@ -158,8 +91,8 @@ func parseStatTicks(stat []byte) (int64, error) {
 }
 
 // maxRSS is the process's peak resident set (VmHWM), in bytes.
-func (p *proc) maxRSS() int64 {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+func maxRSS(p *harness.Process) int64 {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.Pid()))
 	if err != nil {
 		return 0
 	}
@@ -201,14 +134,4 @@ func pinSelf(want unix.CPUSet) error {
 		}
 	}
 	return errors.New("threads kept appearing while pinning the load generator")
-}
-
-// freeAddr is a loopback address with a port free right now.
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
 }

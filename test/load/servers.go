@@ -1,122 +1,96 @@
 package main
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
+	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"runtime"
-	"strings"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/keygate/keygate/test/internal/harness"
 )
 
 // target is a server the rounds drive.
 type target struct {
 	name  string
-	proc  *proc
-	addr  string // gRPC
-	admin string // keygate's admin base URL
-	pprof string // base URL of /debug/pprof/profile, when profiling
+	proc  *harness.Process
+	kg    *harness.Keygate // nil for the floor
+	addr  string           // gRPC
+	pprof string           // base URL of /debug/pprof/profile, when profiling
+}
+
+// pinned runs argv on CPU 0 when pin is set. taskset execs it, so the PID
+// is the server's own, whose CPU time is read.
+func pinned(pin bool, argv ...string) []string {
+	if pin {
+		return append([]string{"taskset", "-c", "0"}, argv...)
+	}
+	return argv
 }
 
 // startFloor re-executes this program as the floor server.
-func startFloor(dir string, pin, pprof bool) (*target, error) {
+func startFloor(pin, pprof bool) (*target, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
 	t := &target{name: floorName}
-	if t.addr, err = freeAddr(); err != nil {
+	if t.addr, err = harness.FreeAddr(); err != nil {
 		return nil, err
 	}
 	argv := []string{exe, floorFlag, t.addr}
 	if pprof {
-		addr, err := freeAddr()
+		addr, err := harness.FreeAddr()
 		if err != nil {
 			return nil, err
 		}
 		argv, t.pprof = append(argv, addr), "http://"+addr
 	}
-	if t.proc, err = startProc(floorName, pin, filepath.Join(dir, "floor.log"), argv...); err != nil {
+	argv = pinned(pin, argv...)
+	if t.proc, err = harness.StartProcess(floorName, exec.Command(argv[0], argv[1:]...)); err != nil {
 		return nil, err
 	}
 	return t, nil
 }
 
 // startKeygate serves policyPath with metrics on (the default) and the
-// decision log at "denied", and waits until it is ready.
-func startKeygate(bin, dir, policyPath string, pin, pprof bool) (*target, error) {
-	t := &target{name: keygateSrv}
-	grpcAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
+// decision log at "denied", and waits until it is ready. bin empty is the
+// harness's build of ./cmd/keygate.
+func startKeygate(bin, policyPath string, pin, pprof bool) (*target, error) {
+	o := harness.Options{
+		Binary:       bin,
+		Args:         []string{"--policy", policyPath, "--decision-log", "denied"},
+		Wrap:         pinned(pin),
+		ReadyTimeout: 60 * time.Second,
+		StopTimeout:  10 * time.Second,
 	}
-	adminAddr, err := freeAddr()
-	if err != nil {
-		return nil, err
-	}
-	t.addr, t.admin = grpcAddr, "http://"+adminAddr
-	argv := []string{bin, "serve", "--policy", policyPath, "--decision-log", "denied",
-		"--grpc-addr", grpcAddr, "--http-addr", "", "--admin-addr", adminAddr}
 	if pprof {
-		argv, t.pprof = append(argv, "--admin-pprof"), t.admin
+		o.Args = append(o.Args, "--admin-pprof")
 	}
-	if t.proc, err = startProc(keygateSrv, pin, filepath.Join(dir, "keygate.log"), argv...); err != nil {
+	kg, err := harness.Start(o)
+	if err != nil {
 		return nil, err
 	}
-	for deadline := time.Now().Add(60 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if err := t.proc.exited(); err != nil {
-			return nil, err
-		}
-		if resp, err := http.Get(t.admin + "/readyz"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return t, nil
-			}
-		}
-		if time.Now().After(deadline) {
-			t.proc.stop()
-			return nil, fmt.Errorf("keygate not ready within 60s\n%s", t.proc.logTail())
-		}
+	t := &target{name: keygateSrv, proc: kg.Process, kg: kg, addr: kg.GRPCAddr}
+	if pprof {
+		t.pprof = "http://" + kg.AdminAddr
 	}
+	return t, nil
 }
 
-// buildKeygate builds ./cmd/keygate of the module this harness is in.
-func buildKeygate(dir string) (string, error) {
-	root, err := moduleRoot()
-	if err != nil {
-		return "", err
+// buildKeygate builds ./cmd/keygate (once per process) unless bin names a
+// prebuilt one, while both CPUs are free to.
+func buildKeygate(bin string, progress io.Writer) error {
+	if bin != "" {
+		return nil
 	}
-	bin := filepath.Join(dir, "keygate")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/keygate")
-	cmd.Dir = root
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("go build ./cmd/keygate: %w\n%s", err, out)
-	}
-	return bin, nil
-}
-
-func moduleRoot() (string, error) {
-	dir, err := os.Getwd()
-	if err != nil {
-		return "", err
-	}
-	for {
-		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil &&
-			strings.Contains(string(b), "module github.com/keygate/keygate\n") {
-			return dir, nil
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return "", errors.New("run the harness inside the keygate module (go run ./test/load)")
-		}
-		dir = parent
-	}
+	fmt.Fprintln(progress, "building keygate")
+	_, err := harness.Binary()
+	return err
 }
 
 // pinGenerator moves this process to CPU 1, leaving CPU 0 to the server,
@@ -145,37 +119,20 @@ func pinGenerator() (restore func(), err error) {
 // settle waits until p is idle (at most 2 ticks of CPU over 300ms), so that
 // a reload or garbage collection left over from the previous run does not
 // land in the next one's window.
-func settle(p *proc) error {
-	prev, err := p.cpuTicks()
+func settle(p *harness.Process) error {
+	prev, err := cpuTicks(p)
 	for deadline := time.Now().Add(30 * time.Second); ; {
 		if err != nil {
-			return errors.Join(err, p.exited())
+			return errors.Join(err, p.ExitError())
 		}
 		time.Sleep(300 * time.Millisecond)
 		var now int64
-		if now, err = p.cpuTicks(); err == nil && now-prev <= 2 {
+		if now, err = cpuTicks(p); err == nil && now-prev <= 2 {
 			return nil
 		}
 		if time.Now().After(deadline) {
-			return fmt.Errorf("%s stays busy when idle", p.name)
+			return fmt.Errorf("%s stays busy when idle", p.Name)
 		}
 		prev = now
 	}
-}
-
-// reloadStatus is the part of keygate's /readyz?verbose the harness reads.
-type reloadStatus struct {
-	ReloadsOK     int    `json:"reloads_ok"`
-	ReloadsFailed int    `json:"reloads_failed"`
-	LastError     string `json:"last_error"`
-}
-
-func readReload(admin string) (reloadStatus, error) {
-	var st reloadStatus
-	resp, err := http.Get(admin + "/readyz?verbose")
-	if err != nil {
-		return st, err
-	}
-	defer resp.Body.Close()
-	return st, json.NewDecoder(resp.Body).Decode(&st)
 }

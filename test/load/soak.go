@@ -18,7 +18,9 @@ import (
 	"google.golang.org/grpc/codes"
 
 	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/envoytest"
 	"github.com/keygate/keygate/internal/policy"
+	"github.com/keygate/keygate/test/internal/harness"
 )
 
 // soakConfig is the shape of a soak: keygate serves a policy of keys keys
@@ -146,39 +148,37 @@ func generateSoakPolicy(n int) (*soakPolicy, error) {
 }
 
 // soak runs one soak with its files in tmp; progress gets a line per step
-// and one per memory sample.
-func soak(cfg soakConfig, tmp string, progress io.Writer) (*soakResult, error) {
+// and one per memory sample. It fails if keygate does not stop cleanly at
+// the end.
+func soak(cfg soakConfig, tmp string, progress io.Writer) (_ *soakResult, err error) {
 	res := &soakResult{cfg: cfg}
-	bin := cfg.keygate
-	if bin == "" {
-		fmt.Fprintln(progress, "building keygate")
-		var err error
-		if bin, err = buildKeygate(tmp); err != nil {
-			return nil, err
-		}
+	if err := buildKeygate(cfg.keygate, progress); err != nil {
+		return nil, err
 	}
 	fmt.Fprintf(progress, "generating a policy of %d keys\n", cfg.keys)
 	sp, err := generateSoakPolicy(cfg.keys)
 	if err != nil {
 		return nil, err
 	}
+	harness.RegisterSecret(sp.stay, "K_stay")
+	harness.RegisterSecret(sp.flip, "K_flip")
 	path := filepath.Join(tmp, "policy.json")
 	if err := writeFile(path, sp.with); err != nil {
 		return nil, err
 	}
 	// pprof on: the sampler forces a garbage collection (heap?gc=1) before
 	// each reading, so the heap figures are live memory, not GC phase.
-	kg, err := startKeygate(bin, tmp, path, false, true)
+	kg, err := startKeygate(cfg.keygate, path, false, true)
 	if err != nil {
 		return nil, err
 	}
-	defer kg.proc.stop()
-	stayReq, flipReq := checkRequest(sp.stay), checkRequest(sp.flip)
+	defer func() { err = errors.Join(err, kg.kg.Stop()) }()
+	stayReq, flipReq := envoytest.CheckRequest(sp.stay), envoytest.CheckRequest(sp.flip)
 	if err := probe(kg.addr, stayReq, 10*time.Second); err != nil {
-		return nil, errors.Join(err, kg.proc.exited())
+		return nil, errors.Join(err, kg.proc.ExitError())
 	}
 	if err := probe(kg.addr, flipReq, 10*time.Second); err != nil {
-		return nil, errors.Join(err, kg.proc.exited())
+		return nil, errors.Join(err, kg.proc.ExitError())
 	}
 	fmt.Fprintf(progress, "soaking for %s: concurrency %d over %d connections, policy rewritten every %s\n",
 		cfg.duration, cfg.concurrency, cfg.connections, cfg.flipEvery)
@@ -194,15 +194,15 @@ func soak(cfg soakConfig, tmp string, progress io.Writer) (*soakResult, error) {
 	wg.Wait()
 	res.elapsed = time.Since(start)
 	if err := errors.Join(err, flipErr, sampleErr); err != nil {
-		return nil, errors.Join(err, kg.proc.exited())
+		return nil, errors.Join(err, kg.proc.ExitError())
 	}
 	res.requests, res.errors, res.firstErr = s.requests, s.errors, s.firstErr
-	st, err := readReload(kg.admin)
+	_, st, err := kg.kg.Status()
 	if err != nil {
 		return nil, err
 	}
-	res.reloadsFailed, res.lastReloadErr = st.ReloadsFailed, st.LastError
-	return res, kg.proc.exited()
+	res.reloadsFailed, res.lastReloadErr = int(st.ReloadsFailed), st.LastError
+	return res, kg.proc.ExitError()
 }
 
 // flipAndProbe rewrites the policy every cfg.flipEvery, alternately without
@@ -230,10 +230,11 @@ func (r *soakResult) flipAndProbe(kg *target, path string, sp *soakPolicy, req *
 		case <-tick.C:
 		}
 		wrote := time.Now()
-		before, err := readGeneration(kg.admin)
+		_, st, err := kg.kg.Status()
 		if err != nil {
 			return err
 		}
+		before := st.Generation
 		present = !present
 		data := sp.witho
 		if present {
@@ -245,11 +246,11 @@ func (r *soakResult) flipAndProbe(kg *target, path string, sp *soakPolicy, req *
 		r.rewrites++
 		reloaded := false
 		for deadline := time.Now().Add(r.cfg.reloadWithin); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
-			g, err := readGeneration(kg.admin)
+			_, st, err := kg.kg.Status()
 			if err != nil {
 				return err
 			}
-			if g > before {
+			if st.Generation > before {
 				reloaded = true
 				break
 			}
@@ -308,7 +309,7 @@ func (r *soakResult) sampleMemory(kg *target, start time.Time, done <-chan struc
 			return nil
 		case <-time.After(time.Until(next)):
 		}
-		m, err := readMemory(kg.admin)
+		m, err := readMemory("http://" + kg.kg.AdminAddr)
 		if err != nil {
 			return err
 		}
@@ -318,18 +319,6 @@ func (r *soakResult) sampleMemory(kg *target, start time.Time, done <-chan struc
 			m.at.Round(time.Second), m.goroutines, mib(m.heapInuse))
 	}
 	return nil
-}
-
-func readGeneration(admin string) (uint64, error) {
-	var st struct {
-		Generation uint64 `json:"generation"`
-	}
-	resp, err := http.Get(admin + "/readyz?verbose")
-	if err != nil {
-		return 0, err
-	}
-	defer resp.Body.Close()
-	return st.Generation, json.NewDecoder(resp.Body).Decode(&st)
 }
 
 // readMemory forces a garbage collection in keygate (pprof's heap?gc=1),
