@@ -1,15 +1,9 @@
 package kube
 
 import (
-	"bytes"
 	"context"
-	"encoding/hex"
 	"fmt"
-	"net/http"
-	"os/exec"
 	"strings"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -23,130 +17,55 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/policy"
+	"github.com/keygate/keygate/test/internal/harness"
 )
 
 // keygate is a keygate process serving from the API server.
 type keygate struct {
-	t         *testing.T
-	cmd       *exec.Cmd
-	out       *syncBuffer
-	grpcAddr  string
-	adminAddr string
-	done      chan struct{}
-	err       error
-	conn      *grpc.ClientConn
-	auth      authv3.AuthorizationClient
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
+	*harness.Keygate
+	t    *testing.T
+	conn *grpc.ClientConn
+	auth authv3.AuthorizationClient
 }
 
 // startKeygate runs `keygate serve` with the kube flags given and loopback
-// listeners; it stops when the test ends.
+// listeners, and returns at once: a test waits for it to be ready
+// (waitReady) or to exit (waitExit). It is stopped when the test ends.
 func startKeygate(t *testing.T, kubeconfig string, args ...string) *keygate {
 	t.Helper()
-	ports, err := freePorts(2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	k := &keygate{
-		t:         t,
-		out:       &syncBuffer{},
-		grpcAddr:  fmt.Sprintf("127.0.0.1:%d", ports[0]),
-		adminAddr: fmt.Sprintf("127.0.0.1:%d", ports[1]),
-		done:      make(chan struct{}),
-	}
-	all := append([]string{"serve", "--kubeconfig=" + kubeconfig,
-		"--grpc-addr=" + k.grpcAddr, "--http-addr=", "--admin-addr=" + k.adminAddr,
-		"--decision-log=off", "--drain-timeout=1s"}, args...)
-	k.cmd = exec.Command(keygateBin, all...)
-	k.cmd.Stdout, k.cmd.Stderr = k.out, k.out
-	k.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := k.cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	go func() { k.err = k.cmd.Wait(); close(k.done) }()
+	k := &keygate{t: t, Keygate: harness.Serve(t, harness.Options{
+		NoWait:      true,
+		StopTimeout: 10 * time.Second,
+		Args: append([]string{"--kubeconfig=" + kubeconfig,
+			"--decision-log=off", "--drain-timeout=1s"}, args...),
+	})}
+	// Registered after Serve's: runs before keygate is stopped.
 	t.Cleanup(func() {
-		k.stop()
-		if t.Failed() {
-			t.Logf("keygate output:\n%s", k.out.String())
+		if k.conn != nil {
+			k.conn.Close()
 		}
 	})
 	return k
 }
 
-func (k *keygate) stop() {
-	if k.conn != nil {
-		k.conn.Close()
-		k.conn = nil
-	}
-	select {
-	case <-k.done:
-		return
-	default:
-	}
-	_ = k.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-k.done:
-	case <-time.After(10 * time.Second):
-		_ = k.cmd.Process.Kill()
-		<-k.done
-	}
-}
-
 // waitExit waits for keygate to exit by itself and returns its output.
 func (k *keygate) waitExit(timeout time.Duration) string {
 	k.t.Helper()
-	select {
-	case <-k.done:
-	case <-time.After(timeout):
-		k.t.Fatalf("keygate still running after %s; output:\n%s", timeout, k.out.String())
+	if err := k.WaitExit(timeout); err != nil {
+		k.t.Fatal(err)
 	}
-	return k.out.String()
-}
-
-// ready reports whether /readyz answers 200.
-func (k *keygate) ready() bool {
-	c := http.Client{Timeout: time.Second}
-	resp, err := c.Get("http://" + k.adminAddr + "/readyz")
-	if err != nil {
-		return false
-	}
-	resp.Body.Close()
-	return resp.StatusCode == http.StatusOK
+	return k.Out.String()
 }
 
 // waitReady waits for /readyz, then connects the gRPC client.
 func (k *keygate) waitReady(timeout time.Duration) time.Duration {
 	k.t.Helper()
-	start := time.Now()
-	for !k.ready() {
-		select {
-		case <-k.done:
-			k.t.Fatalf("keygate exited (%v) before it was ready; output:\n%s", k.err, k.out.String())
-		default:
-		}
-		if time.Since(start) > timeout {
-			k.t.Fatalf("keygate not ready within %s; output:\n%s", timeout, k.out.String())
-		}
-		time.Sleep(50 * time.Millisecond)
+	took, err := k.WaitReady(timeout)
+	if err != nil {
+		k.t.Fatalf("keygate: %v", err)
 	}
-	took := time.Since(start)
-	conn, err := grpc.NewClient(k.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(k.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		k.t.Fatal(err)
 	}
@@ -183,7 +102,7 @@ func (k *keygate) waitCheck(key string, want codes.Code, timeout time.Duration) 
 			return time.Since(start)
 		}
 		if time.Since(start) > timeout {
-			k.t.Fatalf("Check answered %v for %s after %s, want %v; output:\n%s", got, timeout, key[:12], want, k.out.String())
+			k.t.Fatalf("Check answered %v for %s after %s, want %v; output:\n%s", got, key[:12], timeout, want, k.Out.String())
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
@@ -192,27 +111,11 @@ func (k *keygate) waitCheck(key string, want codes.Code, timeout time.Duration) 
 // waitLog waits for keygate to print a line containing all of parts.
 func (k *keygate) waitLog(timeout time.Duration, parts ...string) string {
 	k.t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		for _, l := range strings.Split(k.out.String(), "\n") {
-			if containsAll(l, parts...) {
-				return l
-			}
-		}
-		if time.Now().After(deadline) {
-			k.t.Fatalf("keygate printed no line with %q within %s; output:\n%s", parts, timeout, k.out.String())
-		}
-		time.Sleep(20 * time.Millisecond)
+	line, err := k.Out.WaitLine(timeout, parts...)
+	if err != nil {
+		k.t.Fatal(err)
 	}
-}
-
-func containsAll(s string, parts ...string) bool {
-	for _, p := range parts {
-		if !strings.Contains(s, p) {
-			return false
-		}
-	}
-	return true
+	return line
 }
 
 // ---------------------------------------------------------------------------
@@ -224,21 +127,13 @@ type key struct{ id, raw string }
 
 func newKey(t *testing.T) key {
 	t.Helper()
-	id, err := apikey.NewID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := apikey.New(id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id, raw := harness.NewAPIKey(t)
 	return key{id: id, raw: raw}
 }
 
 func (k key) entry(disabled bool) string {
-	d := apikey.Digest(k.raw)
-	return fmt.Sprintf("  - {id: %s, hash: \"sha256:%s\", tenant: acme, user: bot-%s, disabled: %v}\n",
-		k.id, hex.EncodeToString(d[:]), strings.ToLower(k.id[3:]), disabled)
+	return fmt.Sprintf("  - {id: %s, hash: %q, tenant: acme, user: bot-%s, disabled: %v}\n",
+		k.id, policy.FormatDigest(apikey.Digest(k.raw)), strings.ToLower(k.id[3:]), disabled)
 }
 
 // basePolicy is a whole policy (settings, tenants, the /whoami endpoint)

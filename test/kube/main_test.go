@@ -3,10 +3,12 @@
 //
 // kube-apiserver and kubectl are built from the k8s.io/kubernetes Go module
 // by hack/build-kube.sh (cached under ${KEYGATE_CACHE:-~/.cache/keygate});
-// etcd is Debian's etcd-server. Without them every test fails, naming the
-// script, unless KEYGATE_SKIP_KUBE=1, which skips them. keygate itself is
-// built from ./cmd/keygate and runs as a real process against the API server
-// with a kubeconfig, as it would outside a cluster.
+// etcd is Debian's etcd-server (`make test-deps` gets both). Without them the
+// tests that need them are skipped, naming the script, and fail under
+// CI=true; KEYGATE_SKIP_KUBE=1 skips them always. keygate itself is built
+// from ./cmd/keygate and runs as a real process against the API server with
+// a kubeconfig, as it would outside a cluster (test/internal/harness runs
+// both, and fails the suite if keygate prints a key or a token).
 //
 // The figures the suite measures (revocation latency, recovery after an API
 // server outage) are logged by the tests and written to
@@ -14,6 +16,7 @@
 package kube
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -23,135 +26,81 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/clientcmd"
+
+	"github.com/keygate/keygate/test/internal/harness"
 )
-
-// defaultKubeVersion is the kube-apiserver release hack/build-kube.sh
-// builds by default; KEYGATE_KUBE_VERSION overrides both.
-const defaultKubeVersion = "1.34.4"
-
-func kubeVersion() string {
-	if v := os.Getenv("KEYGATE_KUBE_VERSION"); v != "" {
-		return strings.TrimPrefix(v, "v")
-	}
-	return defaultKubeVersion
-}
 
 func resultsPath() string { return filepath.Join(repoRoot, "test", ".cache", "kube-results.txt") }
 
-var (
-	repoRoot   string // the module root
-	keygateBin string // built by TestMain
-
-	clusterOnce sync.Once
-	theCluster  *cluster
-	clusterErr  error
-)
+var repoRoot string // the module root
 
 func TestMain(m *testing.M) { os.Exit(runMain(m)) }
 
 func runMain(m *testing.M) int {
-	wd, err := os.Getwd()
-	if err != nil {
+	var err error
+	if repoRoot, err = harness.ModuleRoot(); err != nil {
 		fmt.Fprintln(os.Stderr, "kube:", err)
 		return 1
-	}
-	repoRoot = filepath.Clean(filepath.Join(wd, "..", ".."))
-	tmp, err := os.MkdirTemp("", "keygate-kube-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "kube:", err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-	if os.Getenv("KEYGATE_SKIP_KUBE") != "1" {
-		keygateBin = filepath.Join(tmp, "keygate")
-		cmd := exec.Command("go", "build", "-o", keygateBin, "./cmd/keygate")
-		cmd.Dir = repoRoot
-		if out, err := cmd.CombinedOutput(); err != nil {
-			fmt.Fprintf(os.Stderr, "kube: go build ./cmd/keygate: %v\n%s", err, out)
-			return 1
-		}
 	}
 	_ = os.Remove(resultsPath())
-	code := m.Run()
-	if theCluster != nil {
-		theCluster.stop()
-	}
+	code := harness.Main(m)
 	printResults()
 	return code
 }
 
-// needCluster returns the suite's control plane, started on first use. It
-// fails the test when the binaries are missing (skips it with
-// KEYGATE_SKIP_KUBE=1).
+// cluster is the suite's control plane (test/internal/harness runs it) and
+// a client-go clientset of its admin.
+type cluster struct {
+	*harness.Kube
+	admin *kubernetes.Clientset
+}
+
+var (
+	adminOnce sync.Once
+	theAdmin  *kubernetes.Clientset
+	adminErr  error
+)
+
+// needCluster returns the suite's control plane, started on first use. The
+// test is skipped when the binaries are missing (it fails under CI=true).
 func needCluster(t *testing.T) *cluster {
 	t.Helper()
-	if os.Getenv("KEYGATE_SKIP_KUBE") == "1" {
-		t.Skip("KEYGATE_SKIP_KUBE=1: not running the real kube-apiserver suite")
-	}
-	clusterOnce.Do(func() {
-		bins, err := findBinaries()
+	k := harness.KubeCluster(t)
+	adminOnce.Do(func() {
+		cfg, err := clientcmd.BuildConfigFromFlags("", k.AdminKubeconfig)
 		if err != nil {
-			clusterErr = err
+			adminErr = err
 			return
 		}
-		theCluster, clusterErr = startCluster(bins)
+		theAdmin, adminErr = kubernetes.NewForConfig(cfg)
 	})
-	if clusterErr != nil {
-		t.Fatalf("control plane: %v", clusterErr)
+	if adminErr != nil {
+		t.Fatalf("admin client: %v", adminErr)
 	}
-	if err := theCluster.ensureAPIServer(); err != nil {
-		t.Fatalf("control plane: %v", err)
-	}
-	return theCluster
+	return &cluster{Kube: k, admin: theAdmin}
 }
 
-type binaries struct {
-	apiserver, etcd, kubectl string
+// namespace creates a namespace for one test.
+func (c *cluster) namespace(t *testing.T, prefix string) string {
+	t.Helper()
+	ns, err := c.admin.CoreV1().Namespaces().Create(context.Background(),
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-"}}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatalf("create namespace: %v", err)
+	}
+	return ns.Name
 }
 
-// findBinaries looks in KEYGATE_KUBE_BIN, else in hack/build-kube.sh's
-// cache folder, and for etcd also on PATH.
-func findBinaries() (binaries, error) {
-	version := kubeVersion()
-	dir := os.Getenv("KEYGATE_KUBE_BIN")
-	if dir == "" {
-		cache := os.Getenv("KEYGATE_CACHE")
-		if cache == "" {
-			home, err := os.UserHomeDir()
-			if err != nil {
-				return binaries{}, err
-			}
-			cache = filepath.Join(home, ".cache", "keygate")
-		}
-		dir = filepath.Join(cache, "kube-"+version, "bin")
-	}
-	b := binaries{
-		apiserver: filepath.Join(dir, "kube-apiserver"),
-		kubectl:   filepath.Join(dir, "kubectl"),
-		etcd:      filepath.Join(dir, "etcd"),
-	}
-	var missing []string
-	for _, p := range []string{b.apiserver, b.kubectl} {
-		if _, err := os.Stat(p); err != nil {
-			missing = append(missing, p)
-		}
-	}
-	if _, err := os.Stat(b.etcd); err != nil {
-		if p, err := exec.LookPath("etcd"); err == nil {
-			b.etcd = p
-		} else {
-			missing = append(missing, "etcd (Debian: apt-get install etcd-server)")
-		}
-	}
-	if len(missing) > 0 {
-		where := "its cache, " + dir
-		if os.Getenv("KEYGATE_KUBE_BIN") != "" {
-			where = "${KEYGATE_CACHE:-~/.cache/keygate}/kube-" + version + "/bin; point KEYGATE_KUBE_BIN there"
-		}
-		return b, fmt.Errorf("missing %s: run `bash hack/build-kube.sh %s` (builds kube-apiserver and kubectl into %s; "+
-			"etcd is Debian's etcd-server), or set KEYGATE_SKIP_KUBE=1 to skip this suite", strings.Join(missing, ", "), version, where)
-	}
-	return b, nil
+// kubectl runs the built kubectl as the admin.
+func (c *cluster) kubectl(args ...string) (string, error) {
+	cmd := exec.Command(c.Bins.Kubectl, append([]string{"--kubeconfig", c.AdminKubeconfig}, args...)...)
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // ---------------------------------------------------------------------------
@@ -185,7 +134,7 @@ func printResults() {
 	}
 	sort.Strings(names)
 	var b strings.Builder
-	fmt.Fprintf(&b, "# keygate test/kube results, %s, kube-apiserver %s\n", time.Now().UTC().Format(time.RFC3339), kubeVersion())
+	fmt.Fprintf(&b, "# keygate test/kube results, %s, kube-apiserver %s\n", time.Now().UTC().Format(time.RFC3339), harness.KubeVersion())
 	for _, n := range names {
 		fmt.Fprintf(&b, "%s: %s\n", n, results[n])
 	}

@@ -18,46 +18,46 @@ func TestAPIServerOutage(t *testing.T) {
 	ns := c.namespace(t, "outage")
 	alice, bob := newKey(t), newKey(t)
 	c.putConfigMap(t, policyConfigMap(ns, "keygate-policy", map[string]string{"policy.yaml": basePolicy(alice)}))
-	running := startKeygate(t, c.adminCfg, "--kube-namespace="+ns, selectorArg)
+	running := startKeygate(t, c.AdminKubeconfig, "--kube-namespace="+ns, selectorArg)
 	running.waitReady(30 * time.Second)
 
-	c.killAPIServer()
+	c.KillAPIServer()
 	t.Cleanup(func() {
-		if err := c.ensureAPIServer(); err != nil {
+		if err := c.EnsureAPIServer(); err != nil {
 			t.Errorf("restart kube-apiserver: %v", err)
 		}
 	})
 	// client-go retries a watch it cannot re-establish (connection refused)
 	// with backoff and no error to report; keygate serves on meanwhile.
 	time.Sleep(time.Second)
-	if got := running.check(alice.raw); got != codes.OK || !running.ready() {
-		t.Fatalf("during the outage the running keygate answers %v (ready %v), want OK and ready", got, running.ready())
+	if got := running.check(alice.raw); got != codes.OK || !running.Ready() {
+		t.Fatalf("during the outage the running keygate answers %v (ready %v), want OK and ready", got, running.Ready())
 	}
 
 	// Started while the API server is away, with a short sync timeout: a
 	// clear one-line error, and exit status 1.
-	gaveUp := startKeygate(t, c.adminCfg, "--kube-namespace="+ns, selectorArg, "--kube-sync-timeout=2s")
+	gaveUp := startKeygate(t, c.AdminKubeconfig, "--kube-namespace="+ns, selectorArg, "--kube-sync-timeout=2s")
 	out := gaveUp.waitExit(20 * time.Second)
 	last := lastLine(out)
 	want := "keygate: load policy from kubernetes: no list of configmaps in " + ns +
-		" with labels keygate.dev/policy=true from the Kubernetes API server at " + c.server +
-		" within 2s: cannot reach the Kubernetes API server at " + c.server + ": dial tcp 127.0.0.1:"
+		" with labels keygate.dev/policy=true from the Kubernetes API server at " + c.Server +
+		" within 2s: cannot reach the Kubernetes API server at " + c.Server + ": dial tcp 127.0.0.1:"
 	if !strings.HasPrefix(last, want) || !strings.HasSuffix(last, "connect: connection refused") {
 		t.Errorf("exit message:\n  %s\nwant it to start\n  %s\nand end \"connect: connection refused\"", last, want)
 	}
-	if code := gaveUp.cmd.ProcessState.ExitCode(); code != 1 {
+	if code := gaveUp.ExitCode(); code != 1 {
 		t.Errorf("exit status %d, want 1", code)
 	}
 
 	// Restarted while the API server is away, with the default timeout: it
 	// waits, not listening (so not ready), and comes up when it is back.
-	restarted := startKeygate(t, c.adminCfg, "--kube-namespace="+ns, selectorArg)
+	restarted := startKeygate(t, c.AdminKubeconfig, "--kube-namespace="+ns, selectorArg)
 	time.Sleep(2 * time.Second)
-	if restarted.ready() {
+	if restarted.Ready() {
 		t.Fatal("a keygate with no policy yet reports ready")
 	}
 	down := time.Now()
-	if err := c.startAPIServer(); err != nil {
+	if err := c.StartAPIServer(); err != nil {
 		t.Fatal(err)
 	}
 	back := time.Now()

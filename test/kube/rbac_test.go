@@ -15,6 +15,8 @@ import (
 	"k8s.io/client-go/tools/clientcmd"
 
 	"google.golang.org/grpc/codes"
+
+	"github.com/keygate/keygate/test/internal/harness"
 )
 
 // demoKey is examples/policy.yaml's tenant-level demo key (README prints it).
@@ -47,7 +49,7 @@ func TestRBACRoleFromManifests(t *testing.T) {
 	if err != nil {
 		t.Fatalf("TokenRequest for %s/%s: %v", ns, m.sa.Name, err)
 	}
-	kubeconfig, err := c.writeKubeconfig("keygate-sa", tr.Status.Token)
+	kubeconfig, err := c.WriteKubeconfig("keygate-sa", tr.Status.Token)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -74,6 +76,7 @@ func TestRBACRoleFromManifests(t *testing.T) {
 
 	// The Deployment's arguments, with the downward API's namespace.
 	args := deploymentArgs(t, m, ns)
+	harness.RegisterSecret(demoKey, "the example policy's demo key")
 	kg := startKeygate(t, kubeconfig, args...)
 	kg.waitReady(30 * time.Second)
 	if got := kg.check(demoKey); got != codes.OK {
@@ -94,7 +97,7 @@ func TestRBACRoleFromManifests(t *testing.T) {
 	if got := lastLine(out); got != want {
 		t.Errorf("exit message:\n  %s\nwant\n  %s\noutput:\n%s", got, want, out)
 	}
-	if code := denied.cmd.ProcessState.ExitCode(); code != 1 {
+	if code := denied.ExitCode(); code != 1 {
 		t.Errorf("exit status %d, want 1", code)
 	}
 }

@@ -1,16 +1,15 @@
 package kube
 
 import (
-	"encoding/json"
 	"fmt"
-	"io"
-	"net/http"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"google.golang.org/grpc/codes"
+
+	"github.com/keygate/keygate/test/internal/harness"
 )
 
 const selectorArg = "--kube-selector=" + policyLabel + "=true"
@@ -29,7 +28,7 @@ func TestConfigMapLifecycle(t *testing.T) {
 
 	// One ConfigMap.
 	c.putConfigMap(t, policyConfigMap(ns, "keygate-base", map[string]string{"policy.yaml": basePolicy(alice)}))
-	kg := startKeygate(t, c.adminCfg, "--kube-namespace="+ns, selectorArg)
+	kg := startKeygate(t, c.AdminKubeconfig, "--kube-namespace="+ns, selectorArg)
 	kg.waitReady(30 * time.Second)
 	if got := kg.check(alice.raw); got != codes.OK {
 		t.Fatalf("alice: %v, want OK", got)
@@ -132,7 +131,7 @@ func TestConfigMapLifecycle(t *testing.T) {
 	}
 	kg.waitLog(10*time.Second, `"policy reload refused; keeping the current policy"`,
 		"no policy ConfigMaps match label selector keygate.dev/policy=true in namespace "+ns)
-	if !kg.ready() {
+	if !kg.Ready() {
 		t.Error("not ready after every ConfigMap was deleted")
 	}
 	for _, k := range []key{alice, bob} {
@@ -155,7 +154,7 @@ func TestConfigMapByName(t *testing.T) {
 	alice, bob := newKey(t), newKey(t)
 	c.putConfigMap(t, policyConfigMap(ns, "chosen", map[string]string{"policy.yaml": basePolicy(alice)}))
 	c.putConfigMap(t, policyConfigMap(ns, "other", map[string]string{"policy.yaml": basePolicy(alice)}))
-	kg := startKeygate(t, c.adminCfg, "--kube-namespace="+ns, "--kube-configmap=chosen")
+	kg := startKeygate(t, c.AdminKubeconfig, "--kube-namespace="+ns, "--kube-configmap=chosen")
 	kg.waitReady(30 * time.Second)
 	kg.waitLog(time.Second, `"source":"configmap `+ns+`/chosen"`)
 	c.putConfigMap(t, policyConfigMap(ns, "chosen", map[string]string{"policy.yaml": basePolicy(alice, bob)}))
@@ -165,25 +164,12 @@ func TestConfigMapByName(t *testing.T) {
 	}
 }
 
-type readyStatus struct {
-	Ready        bool   `json:"ready"`
-	Generation   uint64 `json:"generation"`
-	LastReloadOK bool   `json:"last_reload_ok"`
-	LastError    string `json:"last_error"`
-	Source       string `json:"source"`
-}
-
-func readyz(t *testing.T, kg *keygate) readyStatus {
+// readyz is /readyz?verbose.
+func readyz(t *testing.T, kg *keygate) harness.ReadyStatus {
 	t.Helper()
-	resp, err := http.Get("http://" + kg.adminAddr + "/readyz?verbose")
+	_, st, err := kg.Status()
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	body, _ := io.ReadAll(resp.Body)
-	var st readyStatus
-	if err := json.Unmarshal(body, &st); err != nil {
-		t.Fatalf("/readyz?verbose: %v: %s", err, body)
 	}
 	return st
 }
