@@ -59,7 +59,12 @@ func jsonErrors(name string, data []byte, err error) error {
 			e.Msg = syn.Err.Error()
 		}
 	}
-	e.Line = lineAt(data, int(offset))
+	if syn != nil {
+		e.Line = jsonSyntaxLine(data, int(offset), e.Msg)
+		e.Msg = jsonSyntaxMessage(e.Msg)
+	} else {
+		e.Line = lineAt(data, int(offset))
+	}
 	var path []any
 	for tok := range pointer.Tokens() {
 		if i, err := strconv.Atoi(tok); err == nil {

@@ -61,13 +61,18 @@ func parse(name string, data []byte, deferCreds bool, pace func()) (*Fragment, e
 			f.json = true
 			return f, nil
 		}
-		if len(data) > yamlFallbackMax {
+		// A .json source is JSON: its syntax errors are the JSON decoder's,
+		// at the byte where it stopped (yaml.v3 would accept some, such as
+		// a trailing comma, and place the others less well).
+		var syn *jsontext.SyntacticError
+		if len(data) > yamlFallbackMax || errors.As(err, &syn) && strings.HasSuffix(strings.ToLower(name), ".json") {
 			return nil, jsonErrors(name, data, err)
 		}
 		f.deferred = nil
 	}
-	// YAML, or a small JSON source the JSON decoder refused: yaml.v3 reads
-	// JSON too and says, in the policy's terms, on which line the problem is.
+	// YAML, or a small JSON source the JSON decoder refused for what it
+	// holds: yaml.v3 reads JSON too and reports every such problem, in the
+	// policy's terms, at its line.
 	f.Doc = Document{}
 	dec := yaml.NewDecoder(bytes.NewReader(data))
 	dec.KnownFields(true)
@@ -75,7 +80,7 @@ func parse(name string, data []byte, deferCreds bool, pace func()) (*Fragment, e
 		if errors.Is(err, io.EOF) {
 			return nil, Errors{{File: name, Msg: "policy is empty"}}
 		}
-		return nil, yamlErrors(name, err)
+		return nil, yamlErrors(name, data, err)
 	}
 	var extra yaml.Node
 	if err := dec.Decode(&extra); !errors.Is(err, io.EOF) {
@@ -183,21 +188,15 @@ var (
 
 // yamlErrors turns yaml.v3's messages into located policy errors that speak
 // the policy's terms rather than Go's.
-func yamlErrors(name string, err error) error {
-	var msgs []string
+func yamlErrors(name string, data []byte, err error) error {
 	var te *yaml.TypeError
-	if errors.As(err, &te) {
-		msgs = te.Errors
-	} else {
-		msgs = []string{err.Error()}
+	if !errors.As(err, &te) {
+		return Errors{yamlSyntaxError(name, data, err)}
 	}
 	var out Errors
-	for _, m := range msgs {
-		e := &Error{File: name, Msg: m}
-		if sm := yamlLineRe.FindStringSubmatch(strings.TrimSpace(m)); sm != nil {
-			e.Line, _ = strconv.Atoi(sm[1])
-			e.Msg = sm[2]
-		}
+	for _, m := range te.Errors {
+		e := &Error{File: name}
+		e.Msg, e.Line = splitYAMLError(m)
 		if sm := unknownFldRe.FindStringSubmatch(e.Msg); sm != nil {
 			e.Msg = fmt.Sprintf("unknown field %q", sm[1])
 		} else if sm := unmarshalToRe.FindStringSubmatch(e.Msg); sm != nil {
