@@ -757,3 +757,18 @@ func TestCLICheckMasksCredentials(t *testing.T) {
 		}
 	}
 }
+
+// policy validate names the line a syntax error is on, in YAML and JSON.
+func TestCLIValidateSyntaxLines(t *testing.T) {
+	t.Parallel()
+	const bad = "../../internal/policy/testdata/bad/"
+	for file, want := range map[string]string{
+		"syntax_indent.bad.yaml":         bad + "syntax_indent.bad.yaml:17: did not find expected key",
+		"syntax_unclosed_quote.bad.yaml": bad + "syntax_unclosed_quote.bad.yaml:5: quoted value is not closed on this line",
+		"syntax_trailing_comma.bad.json": bad + "syntax_trailing_comma.bad.json:5: groups: invalid character ','",
+	} {
+		if r := must(t, 1, ".", "", "policy", "validate", bad+file); !strings.Contains(r.String(), want) {
+			t.Errorf("%s: want %q in:\n%s", file, want, r)
+		}
+	}
+}
