@@ -59,6 +59,7 @@ var badConfigs = []struct {
 	{"syntax_not_utf8.bad.yaml", 6, "", "incomplete UTF-8 octet sequence (a policy is UTF-8 text)"},
 	{"syntax_unknown_alias.bad.yaml", 7, "", "unknown anchor 'orgs' referenced"},
 	{"duplicate_key.bad.yaml", 5, "", `mapping key "realm" already defined at line 4`},
+	{"syntax_duplicate_key.bad.json", 6, "settings", `mapping key "realm" already defined at line 4`},
 	{"syntax_missing_comma.bad.json", 5, "", `invalid character '"' after object value (expecting ',' or '}')`},
 	{"syntax_trailing_comma.bad.json", 5, "groups", `invalid character ',' at start of value`},
 	{"syntax_unclosed_string.bad.json", 4, "settings.realm", "string is not closed on this line"},

@@ -59,12 +59,6 @@ func jsonErrors(name string, data []byte, err error) error {
 			e.Msg = syn.Err.Error()
 		}
 	}
-	if syn != nil {
-		e.Line = jsonSyntaxLine(data, int(offset), e.Msg)
-		e.Msg = jsonSyntaxMessage(e.Msg)
-	} else {
-		e.Line = lineAt(data, int(offset))
-	}
 	var path []any
 	for tok := range pointer.Tokens() {
 		if i, err := strconv.Atoi(tok); err == nil {
@@ -72,6 +66,17 @@ func jsonErrors(name string, data []byte, err error) error {
 		} else {
 			path = append(path, tok)
 		}
+	}
+	if syn != nil {
+		e.Line = jsonSyntaxLine(data, int(offset), e.Msg)
+		e.Msg = jsonSyntaxMessage(e.Msg)
+		if errors.Is(syn.Err, jsontext.ErrDuplicateName) && len(path) > 0 {
+			// Worded as yaml.v3 words it, with the first one's line.
+			e.Msg = fmt.Sprintf("mapping key %q already defined at line %d", pointer.LastToken(), jsonLineOf(data, path))
+			path = path[:len(path)-1]
+		}
+	} else {
+		e.Line = lineAt(data, int(offset))
 	}
 	e.Path = formatPath(path)
 	return Errors{e}
