@@ -154,6 +154,14 @@ func (d *Decision) HeadersToRemove(dst []string, in Headers, set []Header) []str
 				dst = append(dst, name)
 			}
 		}
+	case HTTPHeaders: // canonical names: lower-case (allocating) only those with the prefix
+		for k := range h {
+			if len(k) >= len(prefix) && strings.EqualFold(k[:len(prefix)], prefix) {
+				if name := strings.ToLower(k); spoofed(name, prefix, set) {
+					dst = append(dst, name)
+				}
+			}
+		}
 	case interface{ Fields() []Header }: // headers kept as a list (the gRPC server's decoded requests)
 		for _, f := range h.Fields() {
 			if spoofed(f.Name, prefix, set) {

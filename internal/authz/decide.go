@@ -46,6 +46,7 @@ const (
 	ReasonDefaultAllow
 	ReasonNoPolicy
 	ReasonBadPath
+	ReasonBadMethod // not an RFC 9110 token, or none
 	ReasonUnknownEndpoint
 	ReasonNoMatch
 	ReasonMissingCredential
@@ -57,15 +58,16 @@ const (
 	ReasonOrgMissing
 	ReasonOrgDenied
 	ReasonTenantMismatch
+	ReasonOrgMismatch // a key and a session of two organizations
 	ReasonConflictingCredentials
 	reasonCount
 )
 
 var reasonNames = [reasonCount]string{
-	"allowed", "anonymous", "default_allow", "no_policy", "bad_path", "unknown_endpoint",
-	"no_match", "missing_credential", "malformed_credential", "unknown_credential",
-	"expired_credential", "disabled_credential", "group_denied", "org_missing",
-	"org_denied", "tenant_mismatch", "conflicting_credentials",
+	"allowed", "anonymous", "default_allow", "no_policy", "bad_path", "bad_method",
+	"unknown_endpoint", "no_match", "missing_credential", "malformed_credential",
+	"unknown_credential", "expired_credential", "disabled_credential", "group_denied",
+	"org_missing", "org_denied", "tenant_mismatch", "org_mismatch", "conflicting_credentials",
 }
 
 func (r Reason) String() string {
@@ -86,12 +88,15 @@ type Decision struct {
 
 	Snapshot *policy.Snapshot
 	Endpoint *policy.Endpoint // nil when none matched
-	Key      *policy.Principal
-	Session  *policy.Principal
-	Org      string // the organization the request targets, or the credential's own
-	Tenant   string
+	// Key and Session are the credentials that verified, nil otherwise.
+	// A denial keeps them for the decision log; only an allowed decision
+	// names anyone upstream (IdentityHeaders).
+	Key     *policy.Principal
+	Session *policy.Principal
+	Org     string // the organization the request targets once checked, else the credentials' own
+	Tenant  string // the verified credentials' tenant
 
-	keyHeaders uint64 // bit i: Snapshot.APIKeyHeaders[i] carried a key, for stripping
+	keyHeaders uint64 // bit i: Snapshot.APIKeyHeaders[i] was present in a form keygate reads, for stripping
 	hasSess    bool   // a session header was present
 }
 
@@ -146,79 +151,97 @@ func (a *Authorizer) Decide(r *Request) Decision {
 	if r.Headers == nil {
 		r.Headers = MapHeaders(nil) // no headers: every lookup is empty
 	}
+	// Credentials first, so that every denial knows who verified, for the
+	// decision log.
+	keyBad, sessBad := a.credentials(&d, snap, r.Headers, now)
+
 	path, ok := NormalizePath(r.Path)
 	if !ok {
 		return d.deny(403, ReasonBadPath)
 	}
+	method, ok := canonicalMethod(r.Method)
+	if !ok {
+		return d.deny(403, ReasonBadMethod)
+	}
 	var e *policy.Endpoint
+	var target string // the organization the request names: the client's choice until checked
 	if r.Endpoint != "" {
 		if e = snap.Endpoint(r.Endpoint); e == nil {
 			return d.deny(403, ReasonUnknownEndpoint)
 		}
 		if e.OrgFrom == policy.OrgFromPath {
-			d.Org, _ = e.CapturePath(path)
+			target, _ = e.CapturePath(path)
 		}
 	} else {
-		e, d.Org = snap.Match(r.Method, NormalizeHost(r.Host), path)
+		e, target = snap.Match(method, NormalizeHost(r.Host), path)
 	}
 	d.Endpoint = e
 	if e == nil && !snap.DefaultAllow {
 		return d.deny(403, ReasonNoMatch) // no credential can change this
 	}
 
-	var keyBad, sessBad Reason
-	keyVal, keyHeaders, conflict := apiKey(snap, r.Headers)
-	d.keyHeaders = keyHeaders
-	switch {
-	case conflict:
-		keyBad = ReasonConflictingCredentials
-	case keyHeaders != 0:
-		d.Key, keyBad = a.resolve(snap, policy.KindAPIKey, keyVal, now)
-	}
-	if sv := r.Headers.Get(snap.SessionHeader); sv != "" {
-		d.hasSess = true
-		d.Session, sessBad = a.resolve(snap, policy.KindSession, trimSpace(sv), now)
-	}
-
 	if e == nil || e.Anonymous {
 		// Credentials are optional here: a valid one identifies the caller,
-		// an invalid one is ignored.
-		if d.Key != nil && d.Session != nil && d.Key.Tenant != d.Session.Tenant {
+		// an invalid one is ignored, and two that disagree identify no one.
+		if d.disagree() {
 			d.Key, d.Session = nil, nil
 		}
-		d.setTenantAndOrg()
+		d.identify("")
 		if e == nil {
 			return d.allow(ReasonDefaultAllow)
 		}
 		return d.allow(ReasonAnonymous)
 	}
 
-	// A protected endpoint: every presented credential must verify.
+	// A protected endpoint: every presented credential must verify, and
+	// together they must be one tenant's and at most one organization's.
 	switch {
-	case keyHeaders != 0 && d.Key == nil:
+	case keyBad != ReasonAllowed:
 		return d.enforce(401, keyBad)
-	case d.hasSess && d.Session == nil:
+	case sessBad != ReasonAllowed:
 		return d.enforce(401, sessBad)
 	case e.RequireKey && d.Key == nil, e.RequireSession && d.Session == nil:
 		return d.enforce(401, ReasonMissingCredential)
 	case d.Key != nil && d.Session != nil && d.Key.Tenant != d.Session.Tenant:
 		return d.enforce(403, ReasonTenantMismatch)
+	case d.disagree():
+		return d.enforce(403, ReasonOrgMismatch)
 	case !e.Allows(d.Key, d.Session):
 		return d.enforce(403, ReasonGroupDenied)
 	}
 	if e.OrgFrom != policy.OrgNone {
 		if e.OrgFrom == policy.OrgFromHeader {
-			d.Org = trimSpace(r.Headers.Get(e.OrgHeader))
+			target = trimSpace(r.Headers.Get(e.OrgHeader))
 		}
-		if d.Org == "" {
+		if target == "" {
 			return d.enforce(403, ReasonOrgMissing)
 		}
-		if !reaches(snap, d.Key, d.Org) || !reaches(snap, d.Session, d.Org) {
+		if !reaches(snap, d.Key, target) || !reaches(snap, d.Session, target) {
 			return d.enforce(403, ReasonOrgDenied)
 		}
 	}
-	d.setTenantAndOrg()
+	d.identify(target)
 	return d.allow(ReasonAllowed)
+}
+
+// credentials reads the API key and the session and verifies them into d.
+// keyBad and sessBad say why one that was presented did not verify
+// (ReasonAllowed: it verified, or none was presented).
+func (a *Authorizer) credentials(d *Decision, snap *policy.Snapshot, h Headers, now int64) (keyBad, sessBad Reason) {
+	var keyVal string
+	keyVal, d.keyHeaders, keyBad = apiKey(snap, h)
+	if keyBad == ReasonAllowed && keyVal != "" {
+		d.Key, keyBad = a.resolve(snap, policy.KindAPIKey, keyVal, now)
+	}
+	if sv := h.Get(snap.SessionHeader); sv != "" {
+		d.hasSess = true
+		if sv = trimSpace(sv); sv == "" {
+			sessBad = ReasonMalformedCredential
+		} else {
+			d.Session, sessBad = a.resolve(snap, policy.KindSession, sv, now)
+		}
+	}
+	return keyBad, sessBad
 }
 
 // resolve verifies one credential: format, digest lookup through the cache,
@@ -253,49 +276,79 @@ func reaches(snap *policy.Snapshot, p *policy.Principal, org string) bool {
 	return snap.TenantOf(org) == p.Tenant
 }
 
-// apiKey reads the API key from every configured header that carries one.
-// headers has bit i set when APIKeyHeaders[i] did; two different keys are a
-// conflict: keygate will not pick one and let the other through unverified.
-func apiKey(snap *policy.Snapshot, h Headers) (value string, headers uint64, conflict bool) {
+// apiKey reads the API key from every configured header present. headers
+// has bit i set when APIKeyHeaders[i] was present in a form keygate reads
+// (every form but another Authorization scheme), so that it is stripped
+// whether or not it verifies. bad is ReasonMalformedCredential when one does
+// not parse, ReasonConflictingCredentials when two carry different keys:
+// keygate will not pick one and let the other through unverified. value is
+// the key when bad is ReasonAllowed.
+func apiKey(snap *policy.Snapshot, h Headers) (value string, headers uint64, bad Reason) {
+	malformed, conflict := false, false
 	for i, name := range snap.APIKeyHeaders {
 		v := h.Get(name)
 		if v == "" {
 			continue
 		}
 		if name == "authorization" {
-			tok, ok := bearerToken(v)
-			if !ok {
-				continue // another scheme (Basic, ...) is not ours
+			tok, form := bearerToken(v)
+			if form == notBearer {
+				continue // Basic and other schemes are the upstream's
 			}
+			malformed = malformed || form == bearerMalformed
 			v = tok
 		} else if v = trimSpace(v); v == "" {
-			continue
-		}
-		if headers != 0 && v != value {
-			conflict = true
-		}
-		if headers == 0 {
-			value = v
+			malformed = true
 		}
 		headers |= 1 << uint(i)
+		switch {
+		case v == "":
+		case value == "":
+			value = v
+		case v != value:
+			conflict = true
+		}
 	}
-	return value, headers, conflict
+	switch {
+	case malformed:
+		return "", headers, ReasonMalformedCredential
+	case conflict:
+		return "", headers, ReasonConflictingCredentials
+	}
+	return value, headers, ReasonAllowed
 }
 
-func (d *Decision) setTenantAndOrg() {
+// disagree reports whether a key and a session both verified but belong to
+// two tenants, or to two organizations: no one identity can be named.
+func (d *Decision) disagree() bool {
+	k, s := d.Key, d.Session
+	return k != nil && s != nil && (k.Tenant != s.Tenant || k.Org != "" && s.Org != "" && k.Org != s.Org)
+}
+
+// identify sets Tenant and Org from the verified credentials only. org is
+// the organization the request targets once the endpoint's org rule has
+// checked that they reach it; "" names the credentials' own (the session's,
+// else the key's). Credentials of two tenants name neither tenant nor org,
+// of two organizations no org.
+func (d *Decision) identify(org string) {
+	k, s := d.Key, d.Session
+	d.Tenant, d.Org = "", ""
 	switch {
-	case d.Key != nil:
-		d.Tenant = d.Key.Tenant
-	case d.Session != nil:
-		d.Tenant = d.Session.Tenant
+	case k != nil && s != nil && k.Tenant != s.Tenant:
+		return
+	case k != nil:
+		d.Tenant = k.Tenant
+	case s != nil:
+		d.Tenant = s.Tenant
 	}
-	if d.Org == "" || d.Endpoint == nil || d.Endpoint.OrgFrom == policy.OrgNone {
-		d.Org = ""
-		if d.Session != nil && d.Session.Org != "" {
-			d.Org = d.Session.Org
-		} else if d.Key != nil {
-			d.Org = d.Key.Org
-		}
+	switch {
+	case org != "":
+		d.Org = org
+	case d.disagree():
+	case s != nil && s.Org != "":
+		d.Org = s.Org
+	case k != nil:
+		d.Org = k.Org
 	}
 }
 
@@ -304,20 +357,25 @@ func (d Decision) allow(r Reason) Decision {
 	return d
 }
 
+// deny keeps the verified credentials for the decision log; a denial names
+// no one upstream (IdentityHeaders is empty) nor in the metadata.
 func (d Decision) deny(status int, r Reason) Decision {
 	d.Result, d.Status, d.Reason = Deny, status, r
-	d.Key, d.Session, d.Org, d.Tenant = nil, nil, "", ""
+	d.identify("") // the credentials' own organization, never the one asked for
 	return d
 }
 
 // enforce denies, unless the endpoint is in shadow mode: then the request is
-// allowed and the decision records what would have happened.
+// allowed and the decision records what would have happened. The upstream
+// sees only what verified: the credentials' own organization, not the one
+// the client asked for, and no one when the credentials disagree.
 func (d Decision) enforce(status int, r Reason) Decision {
 	if d.Endpoint != nil && d.Endpoint.Shadow {
-		// Only verified credentials are in d, so no unverified identity
-		// reaches the upstream.
 		d.Shadowed = true
-		d.setTenantAndOrg()
+		if d.disagree() {
+			d.Key, d.Session = nil, nil
+		}
+		d.identify("")
 		d.Result, d.Status, d.Reason = Allow, 200, r
 		return d
 	}

@@ -85,21 +85,59 @@ func TestNormalizeHost(t *testing.T) {
 func TestBearerToken(t *testing.T) {
 	tests := []struct {
 		in, tok string
-		ok      bool
+		form    bearerForm
 	}{
-		{"Bearer abc", "abc", true},
-		{"bearer abc", "abc", true},
-		{"BEARER  abc ", "abc", true},
-		{"Basic dXNlcjpwYXNz", "", false},
-		{"Bearer", "", false},
-		{"Bearer ", "", false},
-		{"Bearerabc", "", false},
-		{"", "", false},
+		{"Bearer abc", "abc", bearerOK},
+		{"bearer abc", "abc", bearerOK},
+		{"BEARER  abc ", "abc", bearerOK},
+		{"Bearer\tabc", "abc", bearerOK},
+		{"Bearer \t abc\t", "abc", bearerOK},
+		{" Bearer abc", "abc", bearerOK},
+		{"Bearer a-b.c_d~e+f/g==", "a-b.c_d~e+f/g==", bearerOK},
+		{"Basic dXNlcjpwYXNz", "", notBearer},
+		{"Digest username=\"a\", realm=\"b\"", "", notBearer},
+		{"Negotiate abc", "", notBearer},
+		{"", "", notBearer},
+		{"Bear abc", "", notBearer},
+		{"Bearer", "", bearerMalformed},
+		{"Bearer ", "", bearerMalformed},
+		{"Bearer\t", "", bearerMalformed},
+		{"Bearer   \t ", "", bearerMalformed},
+		{"Bearerabc", "", bearerMalformed},
+		{"bearer:abc", "", bearerMalformed},
+		{"Bearers abc", "", bearerMalformed},
+		{"Bearer a b", "", bearerMalformed},
+		{"Bearer a,Bearer b", "", bearerMalformed},
+		{"Bearer a,b", "", bearerMalformed},
+		{"Bearer a=b", "", bearerMalformed},
+		{"Bearer =", "", bearerMalformed},
+		{"Bearer a\x00", "", bearerMalformed},
+		{"Bearer caf\xc3\xa9", "", bearerMalformed},
+		{"Bearer \"abc\"", "", bearerMalformed},
+		{"Basic dXNlcjpwYXNz,Bearer abc", "", bearerMalformed}, // two headers joined
+		{"Basic dXNlcjpwYXNz, bearer abc", "", bearerMalformed},
 	}
 	for _, tt := range tests {
-		tok, ok := bearerToken(tt.in)
-		if tok != tt.tok || ok != tt.ok {
-			t.Errorf("bearerToken(%q) = %q, %v; want %q, %v", tt.in, tok, ok, tt.tok, tt.ok)
+		tok, form := bearerToken(tt.in)
+		if tok != tt.tok || form != tt.form {
+			t.Errorf("bearerToken(%q) = %q, %v; want %q, %v", tt.in, tok, form, tt.tok, tt.form)
+		}
+	}
+}
+
+func TestCanonicalMethod(t *testing.T) {
+	for in, want := range map[string]string{
+		"GET": "GET", "get": "GET", "Delete": "DELETE", "pAtCh": "PATCH", "PROPFIND": "PROPFIND",
+		"propfind": "PROPFIND", "m-search": "M-SEARCH", "X_Y!#$%&'*+.^`|~9": "X_Y!#$%&'*+.^`|~9",
+		"": "!", "GET ": "!", "G\tET": "!", "GE\x7fT": "!", "GET/1": "!", "G(E)T": "!", "caf\xc3\xa9": "!",
+		"GET,POST": "!", "\"GET\"": "!", "GET:": "!",
+	} {
+		got, ok := canonicalMethod(in)
+		if !ok {
+			got = "!"
+		}
+		if got != want {
+			t.Errorf("canonicalMethod(%q) = %q, want %q", in, got, want)
 		}
 	}
 }

@@ -91,6 +91,9 @@ const (
 	ansBadKG    = "kg_test0001_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAxxxxxx" // a keygate key with a wrong checksum
 )
 
+// ansUSSession is a session of org acme-us: with ansOrgKey, two organizations.
+const ansUSSession = "answer-us-session"
+
 func answerAuthorizer(t testing.TB, settings string) *authz.Authorizer {
 	t.Helper()
 	h := func(s string) string { return policy.FormatDigest(apikey.Digest(s)) }
@@ -114,7 +117,8 @@ api_keys:
   - {id: k-off, hash: %q, tenant: acme, user: off, disabled: true}
 sessions:
   - {id: s1, hash: %q, tenant: acme, user: alice, groups: [ops, sales]}
-`, settings, h(ansKey), h(ansOrgKey), h(ansOtherKey), h(ansExpired), h(ansDisabled), h(ansSession))
+  - {id: s-us, hash: %q, tenant: acme, org: acme-us, user: carol}
+`, settings, h(ansKey), h(ansOrgKey), h(ansOtherKey), h(ansExpired), h(ansDisabled), h(ansSession), h(ansUSSession))
 	snap, err := policy.Load([]policy.Input{{Name: "answers.yaml", Data: []byte(doc)}}, policy.Options{Generation: 1})
 	if err != nil {
 		t.Fatal(err)
@@ -176,6 +180,8 @@ var answerCases = []answerCase{
 	{name: "tenant mismatch", method: "POST", path: "/both", headers: map[string]string{"x-api-key": ansOtherKey, "session": ansSession}, reason: authz.ReasonTenantMismatch},
 	{name: "no match", path: "/elsewhere", headers: map[string]string{"authorization": bearer}, id: "n", reason: authz.ReasonNoMatch},
 	{name: "bad path", path: "relative", reason: authz.ReasonBadPath},
+	{name: "bad method", method: "GE T", path: "/whoami", reason: authz.ReasonBadMethod},
+	{name: "org mismatch: identity kept for the log, not answered", path: "/whoami", headers: map[string]string{"x-api-key": ansOrgKey, "session": ansUSSession}, reason: authz.ReasonOrgMismatch},
 	{name: "unknown endpoint", path: "/whoami", endpoint: "nope", reason: authz.ReasonUnknownEndpoint},
 	{name: "denied, spoofed headers", path: "/whoami", headers: map[string]string{"x-keygate-user": "root"}, reason: authz.ReasonMissingCredential},
 }
