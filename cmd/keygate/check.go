@@ -28,7 +28,8 @@ type header struct {
 	Value string `json:"value"`
 }
 
-// checkRequest is the request as check echoes it: credentials masked.
+// checkRequest is the request as check echoes it: credentials, query values
+// and the values of headers keygate does not read masked.
 type checkRequest struct {
 	Method  string            `json:"method"`
 	Host    string            `json:"host"`
@@ -159,7 +160,7 @@ func check(args []string, stdout, stderr io.Writer) error {
 // functions the gRPC and HTTP adapters use.
 func explain(d *authz.Decision, r *authz.Request, hm authz.MapHeaders, snap *policy.Snapshot, names []string, ctx map[string]string) checkResult {
 	res := checkResult{
-		Request:  checkRequest{Method: r.Method, Host: r.Host, Path: r.Path, Headers: []header{}, Context: ctx},
+		Request:  checkRequest{Method: r.Method, Host: r.Host, Path: echoPath(r.Path), Headers: []header{}, Context: ctx},
 		Reason:   d.Reason.String(),
 		Shadowed: d.Shadowed,
 		Endpoint: d.EndpointName(),
@@ -168,7 +169,7 @@ func explain(d *authz.Decision, r *authz.Request, hm authz.MapHeaders, snap *pol
 		res.Request.Context = nil
 	}
 	for _, n := range names {
-		res.Request.Headers = append(res.Request.Headers, header{n, maskHeader(snap, n, hm[n])})
+		res.Request.Headers = append(res.Request.Headers, header{n, echoHeader(snap, n, hm[n])})
 	}
 	res.HTTPStatus = d.Status
 	if d.Result == authz.Allow {
@@ -247,18 +248,62 @@ func printCheck(w io.Writer, res checkResult) {
 // credentialHeaders are always masked in echoes, whatever the policy names.
 var credentialHeaders = []string{"authorization", "proxy-authorization", "x-api-key", "session", "cookie"}
 
-// maskHeader hides credential values: the policy's key and session headers
-// and the usual credential headers. Authorization keeps its scheme.
-func maskHeader(snap *policy.Snapshot, name, value string) string {
-	if !slices.Contains(credentialHeaders, name) && !slices.Contains(snap.APIKeyHeaders, name) && name != snap.SessionHeader {
+// echoHeader is a header's value as check prints it. Credentials (the
+// policy's key and session headers and the usual credential headers) are
+// masked, Authorization keeping its scheme. Only the headers keygate reads
+// that are not credentials show their values; any other header may carry
+// a token keygate knows nothing of, so it shows only its length.
+func echoHeader(snap *policy.Snapshot, name, value string) string {
+	if slices.Contains(credentialHeaders, name) || slices.Contains(snap.APIKeyHeaders, name) || name == snap.SessionHeader {
+		if name == "authorization" || name == "proxy-authorization" {
+			if scheme, tok, ok := strings.Cut(value, " "); ok {
+				return scheme + " " + maskCredential(strings.TrimSpace(tok))
+			}
+		}
+		return maskCredential(value)
+	}
+	if readHeader(snap, name) {
 		return value
 	}
-	if name == "authorization" || name == "proxy-authorization" {
-		if scheme, tok, ok := strings.Cut(value, " "); ok {
-			return scheme + " " + maskCredential(strings.TrimSpace(tok))
+	return fmt.Sprintf("(%d bytes, not shown)", len(value))
+}
+
+// readHeader reports whether keygate reads a header that is not a
+// credential: the host, the request id (the decision id), an organization
+// header of the policy's endpoints, and the identity headers keygate sets
+// (a client's copy is removed).
+func readHeader(snap *policy.Snapshot, name string) bool {
+	switch {
+	case name == "host", name == ":authority", name == "x-request-id":
+		return true
+	case snap.IdentityPrefix != "" && strings.HasPrefix(name, snap.IdentityPrefix):
+		return true
+	}
+	for _, e := range snap.Endpoints() {
+		if e.OrgFrom == policy.OrgFromHeader && e.OrgHeader == name {
+			return true
 		}
 	}
-	return maskCredential(value)
+	return false
+}
+
+// echoPath is the request path as check prints it: the query string's
+// values, which may carry keys or tokens, are masked; parameter names stay.
+// keygate decides on the path alone.
+func echoPath(p string) string {
+	path, query, ok := strings.Cut(p, "?")
+	if !ok {
+		return p
+	}
+	params := strings.Split(query, "&")
+	for i, kv := range params {
+		if name, _, hasValue := strings.Cut(kv, "="); hasValue {
+			params[i] = name + "=***"
+		} else if kv != "" {
+			params[i] = "***" // a bare value: it may be the secret itself
+		}
+	}
+	return path + "?" + strings.Join(params, "&")
 }
 
 // parseAt reads --at: an RFC 3339 time or a duration from now.

@@ -9,6 +9,9 @@ import (
 	"io"
 	"os"
 	"strings"
+
+	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/logging"
 )
 
 // version is set at build time with -ldflags "-X main.version=...".
@@ -42,6 +45,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	var err error
+	// No keygate key is printed except the one keys and sessions create to
+	// hand over on stdout: serve's log redacts each line itself, every other
+	// output is redacted as it is written.
+	if args[0] != "serve" {
+		stderr = logging.Writer(stderr)
+	}
 	switch args[0] {
 	case "serve":
 		err = serve(args[1:], stderr)
@@ -50,9 +59,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case "sessions":
 		err = sessionsCmd(args[1:], stdout, stderr)
 	case "policy":
-		err = policyCmd(args[1:], stdout, stderr)
+		err = policyCmd(args[1:], logging.Writer(stdout), stderr)
 	case "check":
-		err = check(args[1:], stdout, stderr)
+		err = check(args[1:], logging.Writer(stdout), stderr)
 	case "version", "--version", "-version":
 		fmt.Fprintf(stdout, "keygate %s\n", version)
 	case "help", "-h", "--help":
@@ -69,7 +78,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	case errors.Is(err, errUsage):
 		return 2
 	}
-	fmt.Fprintf(stderr, "keygate: %v\n", err)
+	fmt.Fprintf(stderr, "keygate: %s\n", apikey.Redact(err.Error()))
 	var ee *exitError
 	if errors.As(err, &ee) {
 		return ee.code

@@ -113,8 +113,11 @@ func (c *compiler) intern(v string) string {
 	return v
 }
 
+// errorf records a located error. Every string argument is a value from the
+// policy, which %q quotes bounded (see quote): a secret pasted into the
+// wrong field is not printed whole.
 func (c *compiler) errorf(l loc, format string, args ...any) {
-	c.errs = append(c.errs, &Error{File: l.f.Name, Line: l.f.lineOf(l.path), Path: formatPath(l.path), Msg: fmt.Sprintf(format, args...)})
+	c.errs = append(c.errs, &Error{File: l.f.Name, Line: l.f.lineOf(l.path), Path: formatPath(l.path), Msg: fmt.Sprintf(format, quotedValues(args)...)})
 }
 
 // unique records a name of a kind and reports a duplicate with both places.
@@ -245,7 +248,7 @@ func (c *compiler) compile(frags []*Fragment, opt Options) *Snapshot {
 				ids[p.ID] = struct{}{}
 				if s.keys[d] != nil || s.sessions[d] != nil {
 					first := findCredential(frags, func(k credSpec) bool { pd, err := k.parsedDigest(); return err == nil && pd == d })
-					c.errorf(cl.loc().at("hash"), "duplicate credential digest %q (first defined at %s)", hex.EncodeToString(d[:]), first.loc().at("hash"))
+					c.errorf(cl.loc().at("hash"), "duplicate credential digest \"%x\" (first defined at %s)", d, first.loc().at("hash"))
 					return true
 				}
 				if kind == KindAPIKey {

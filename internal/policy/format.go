@@ -123,7 +123,7 @@ func parseTime(v string) (time.Time, error) {
 	if err != nil {
 		d, derr := time.Parse("2006-01-02", v)
 		if derr != nil {
-			return time.Time{}, fmt.Errorf("%q is not an RFC 3339 time such as 2027-06-30T00:00:00Z", v)
+			return time.Time{}, fmt.Errorf("%s is not an RFC 3339 time such as 2027-06-30T00:00:00Z", quote(v))
 		}
 		parsed = d
 	}

@@ -42,7 +42,7 @@ func jsonErrors(name string, data []byte, err error) error {
 		offset, pointer = sem.ByteOffset, sem.JSONPointer
 		switch {
 		case errors.Is(sem.Err, json.ErrUnknownName):
-			e.Msg = fmt.Sprintf("unknown field %q", pointer.LastToken())
+			e.Msg = "unknown field " + quote(pointer.LastToken())
 			pointer = pointer.Parent()
 		case sem.Err != nil:
 			e.Msg = sem.Err.Error()

@@ -139,7 +139,7 @@ func decodeJSON(data []byte, doc *Document, deferred map[string]*deferredArray, 
 		case "endpoints":
 			err = json.UnmarshalDecode(dec, &doc.Endpoints, opts)
 		default:
-			err = &jsonError{offset: dec.InputOffset(), msg: fmt.Sprintf("unknown field %q", key)}
+			err = &jsonError{offset: dec.InputOffset(), msg: "unknown field " + quote(key)}
 		}
 		if err != nil {
 			return err
@@ -198,7 +198,7 @@ func yamlErrors(name string, data []byte, err error) error {
 		e := &Error{File: name}
 		e.Msg, e.Line = splitYAMLError(m)
 		if sm := unknownFldRe.FindStringSubmatch(e.Msg); sm != nil {
-			e.Msg = fmt.Sprintf("unknown field %q", sm[1])
+			e.Msg = "unknown field " + quote(sm[1])
 		} else if sm := unmarshalToRe.FindStringSubmatch(e.Msg); sm != nil {
 			got := fmt.Sprintf("%s %q", sm[1], sm[2])
 			if sm[1] == "seq" || sm[1] == "map" { // yaml.v3 shows no value for these

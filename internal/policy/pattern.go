@@ -29,10 +29,10 @@ func compilePattern(p string) (pattern, error) {
 		return pattern{}, fmt.Errorf("path is required")
 	}
 	if p[0] != '/' {
-		return pattern{}, fmt.Errorf("path %q must start with /", p)
+		return pattern{}, fmt.Errorf("path %s must start with /", quote(p))
 	}
 	if strings.ContainsAny(p, "?#") {
-		return pattern{}, fmt.Errorf("path %q must not contain a query or fragment", p)
+		return pattern{}, fmt.Errorf("path %s must not contain a query or fragment", quote(p))
 	}
 	if p == "/" {
 		return pattern{}, nil
@@ -43,12 +43,12 @@ func compilePattern(p string) (pattern, error) {
 	for i, s := range parts {
 		switch {
 		case s == "":
-			return pattern{}, fmt.Errorf("path %q has an empty segment", p)
+			return pattern{}, fmt.Errorf("path %s has an empty segment", quote(p))
 		case s == "." || s == "..":
-			return pattern{}, fmt.Errorf("path %q has a %q segment", p, s)
+			return pattern{}, fmt.Errorf("path %s has a %s segment", quote(p), quote(s))
 		case s == "**":
 			if i != len(parts)-1 {
-				return pattern{}, fmt.Errorf("path %q: ** must be the last segment", p)
+				return pattern{}, fmt.Errorf("path %s: ** must be the last segment", quote(p))
 			}
 			pt.segs = append(pt.segs, segment{kind: segRest})
 		case s == "*":
@@ -56,15 +56,15 @@ func compilePattern(p string) (pattern, error) {
 		case strings.HasPrefix(s, "{") && strings.HasSuffix(s, "}"):
 			name := s[1 : len(s)-1]
 			if !isIdent(name) {
-				return pattern{}, fmt.Errorf("path %q: capture {%s} needs a name of letters, digits, - and _", p, name)
+				return pattern{}, fmt.Errorf("path %s: capture {%s} needs a name of letters, digits, - and _", quote(p), name)
 			}
 			if seen[name] {
-				return pattern{}, fmt.Errorf("path %q captures {%s} twice", p, name)
+				return pattern{}, fmt.Errorf("path %s captures {%s} twice", quote(p), name)
 			}
 			seen[name] = true
 			pt.segs = append(pt.segs, segment{kind: segCapture, lit: name})
 		case strings.ContainsAny(s, "{}*"):
-			return pattern{}, fmt.Errorf("path %q: segment %q mixes text with {, } or *; a wildcard must be a whole segment", p, s)
+			return pattern{}, fmt.Errorf("path %s: segment %s mixes text with {, } or *; a wildcard must be a whole segment", quote(p), quote(s))
 		default:
 			pt.segs = append(pt.segs, segment{kind: segLiteral, lit: s})
 		}

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"net/http"
 	"sync/atomic"
+	"unicode/utf8"
 
+	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/source"
 )
 
@@ -32,6 +34,27 @@ func (h *Health) Ready() (bool, string) {
 	return true, "ok"
 }
 
+// maxPublicError bounds last_error on /readyz?verbose: the first problem's
+// file:line, field path and message fit; a long tail does not.
+const maxPublicError = 300
+
+// publicError is the reload error as /readyz?verbose, which anyone who
+// reaches the admin port may read, shows it: the log's line (file:line,
+// field path and what is wrong, values from the policy already quoted only
+// in part by the policy package), with keygate keys redacted and the whole
+// bounded. Redacting comes first, so the cut cannot leave part of a key.
+func publicError(msg string) string {
+	msg = apikey.Redact(msg)
+	if len(msg) <= maxPublicError {
+		return msg
+	}
+	n := maxPublicError
+	for n > 0 && !utf8.RuneStart(msg[n]) {
+		n--
+	}
+	return msg[:n] + "…"
+}
+
 // AdminHandler serves /healthz (the process is alive), /readyz (a policy is
 // loaded and keygate is not draining; ?verbose shows reload status) and
 // extra handlers such as /metrics.
@@ -56,7 +79,7 @@ func AdminHandler(h *Health, extra map[string]http.Handler) http.Handler {
 			_ = json.NewEncoder(w).Encode(map[string]any{
 				"ready": ready, "reason": why, "generation": gen,
 				"last_success": st.LastSuccess, "last_reload_ok": st.LastReloadOK,
-				"last_error": st.LastError, "reloads_ok": st.ReloadsOK,
+				"last_error": publicError(st.LastError), "reloads_ok": st.ReloadsOK,
 				"reloads_failed": st.ReloadsFailed, "source": src,
 			})
 			return
