@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -108,7 +109,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 // generation and returns the new snapshot.
 func waitNewGeneration(t *testing.T, store *Store, old uint64) *policy.Snapshot {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(DefaultSettle + 3*time.Second) // in-place writes settle first
 	for {
 		if cur := store.Current(); cur != nil && cur.Generation != old {
 			return cur
@@ -600,5 +601,195 @@ func TestFileRelevantEvents(t *testing.T) {
 	gone := fsnotify.Event{Name: dir, Op: fsnotify.Remove}
 	if !dirMode.isDirGone(gone) || !fileMode.isDirGone(gone) {
 		t.Error("removal of the watched directory not recognised")
+	}
+}
+
+// revokedText is policyText(ids...) followed by key "revoked", disabled on
+// the policy's last line: cut just before that line, the text is still a
+// valid policy, in which the key is enabled.
+func revokedText(ids ...string) string {
+	return policyText(ids...) + "  - id: revoked\n" +
+		"    hash: \"sha256:" + keyHash("revoked") + "\"\n" +
+		"    tenant: acme\n" +
+		"    user: bot\n" +
+		"    disabled: true\n"
+}
+
+// revokedEnabled reports whether s lets the revoked key in.
+func revokedEnabled(s *policy.Snapshot) bool {
+	p := s.Lookup(policy.KindAPIKey, policy.Digest(sha256.Sum256([]byte("revoked"))))
+	return p != nil && !p.Disabled
+}
+
+// TestFileInPlaceWriteInTwoParts: a file rewritten in place in two writes a
+// second apart must never be published half-written, even when the first
+// half is a valid policy (here it drops the line that revokes a key). The
+// complete file is published once it has stayed unchanged; an atomic rename
+// is still published at once.
+func TestFileInPlaceWriteInTwoParts(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	writeFile(t, path, revokedText("k1"))
+	f, store, logs := newTestFile(t, path)
+	if err := f.Load(); err != nil {
+		t.Fatal(err)
+	}
+	first := store.Current()
+	if revokedEnabled(first) {
+		t.Fatal("the revoked key is enabled in the first policy")
+	}
+	var (
+		mu        sync.Mutex
+		published []*policy.Snapshot
+	)
+	store.OnPublish(func(s *policy.Snapshot) {
+		mu.Lock()
+		defer mu.Unlock()
+		published = append(published, s)
+	})
+	startRun(t, f, logs)
+
+	full := revokedText("k1", "k2")
+	cut := strings.Index(full, "    disabled: true\n")
+	if _, err := policy.Load([]policy.Input{{Name: "half.yaml", Data: []byte(full[:cut])}}, policy.Options{}); err != nil {
+		t.Fatalf("the first half must be a valid policy for this test: %v", err)
+	}
+	fh, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := fh.WriteString(full[:cut]); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(time.Second)
+	if _, err := fh.WriteString(full[cut:]); err != nil {
+		t.Fatal(err)
+	}
+	if err := fh.Close(); err != nil {
+		t.Fatal(err)
+	}
+	written := time.Now()
+	snap := waitNewGeneration(t, store, first.Generation)
+	t.Logf("the complete file was published %v after its last write", time.Since(written).Round(time.Millisecond))
+	if !hasKey(snap, "k2") || revokedEnabled(snap) {
+		t.Errorf("published k2=%v, revoked key enabled=%v; want the complete file", hasKey(snap, "k2"), revokedEnabled(snap))
+	}
+	time.Sleep(2 * DefaultDebounce)
+	mu.Lock()
+	for _, s := range published {
+		if revokedEnabled(s) {
+			t.Errorf("generation %d, the first half of the write, was published: it let the revoked key in", s.Generation)
+		}
+	}
+	n := len(published)
+	mu.Unlock()
+	if n != 1 {
+		t.Errorf("%d snapshots published for one rewrite, want 1", n)
+	}
+
+	// A rename brings a complete file: no wait for it to settle.
+	replaceFile(t, path, revokedText("k1", "k2", "k3"))
+	renamed := time.Now()
+	snap = waitNewGeneration(t, store, snap.Generation)
+	if d := time.Since(renamed); d >= DefaultSettle {
+		t.Errorf("a rename was published %v after it, want well within the in-place settle time %v", d, DefaultSettle)
+	}
+	if !hasKey(snap, "k3") {
+		t.Error("the renamed file lacks k3")
+	}
+}
+
+// TestFileStuckReadIsBounded: a read that never returns (a hung network
+// filesystem) refuses the reload after the read timeout instead of holding
+// the watch forever; while it is still stuck no second read piles up; and
+// Run returns when its context is done even in the middle of a read.
+func TestFileStuckReadIsBounded(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	writeFile(t, path, policyText("k1"))
+	f, store, logs := newTestFile(t, path)
+	if err := f.Load(); err != nil {
+		t.Fatal(err)
+	}
+	good := store.Current()
+	startRun(t, f, logs)
+
+	release := make(chan struct{})
+	entered := make(chan struct{}, 10)
+	realRead := f.read
+	f.readTimeout = 100 * time.Millisecond
+	f.read = func() ([]policy.Input, error) {
+		entered <- struct{}{}
+		<-release
+		return realRead()
+	}
+	f.Trigger()
+	waitFor(t, "the stuck read to be refused", func() bool { return store.Status().ReloadsFailed == 1 })
+	if st := store.Status(); !strings.Contains(st.LastError, "no answer within 100ms") || st.LastReloadOK {
+		t.Errorf("status %+v, want a refused reload saying the read timed out", st)
+	}
+	if store.Current() != good {
+		t.Error("the snapshot changed")
+	}
+	// Still stuck: refused at once, without starting another read.
+	f.Trigger()
+	waitFor(t, "the second reload to be refused", func() bool { return store.Status().ReloadsFailed == 2 })
+	if st := store.Status(); !strings.Contains(st.LastError, "has not returned") {
+		t.Errorf("status %+v, want a refusal saying the earlier read is still stuck", st)
+	}
+	if n := len(entered); n != 1 {
+		t.Errorf("%d reads started, want 1", n)
+	}
+
+	// Unstuck: the next change is loaded.
+	close(release)
+	waitFor(t, "the stuck read to return", func() bool { return !f.reading.Load() })
+	f.read = realRead
+	replaceFile(t, path, policyText("k2"))
+	if snap := waitNewGeneration(t, store, good.Generation); !hasKey(snap, "k2") {
+		t.Error("the change after the stuck read was not loaded")
+	}
+}
+
+// TestFileRunStopsDuringStuckRead: SIGTERM (the context) ends Run while a
+// read is stuck with no timeout in sight.
+func TestFileRunStopsDuringStuckRead(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.yaml")
+	writeFile(t, path, policyText("k1"))
+	f, _, logs := newTestFile(t, path)
+	if err := f.Load(); err != nil {
+		t.Fatal(err)
+	}
+	block := make(chan struct{})
+	defer close(block)
+	entered := make(chan struct{}, 1)
+	f.readTimeout = time.Hour
+	realRead := f.read
+	f.read = func() ([]policy.Input, error) {
+		select {
+		case entered <- struct{}{}:
+		default:
+		}
+		<-block
+		return realRead()
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.Run(ctx) }()
+	f.Trigger()
+	select {
+	case <-entered:
+	case <-time.After(3 * time.Second):
+		t.Fatal("no read started")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("Run = %v, want nil", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("Run did not return while a read was stuck")
+	}
+	if n := countMsg(logs, "policy reload refused; keeping the current policy"); n != 0 {
+		t.Errorf("shutting down logged %d refused reloads", n)
 	}
 }

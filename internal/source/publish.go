@@ -27,6 +27,12 @@ type publisher struct {
 // equals the last published or refused content is skipped. It reports
 // whether a new snapshot was published; fields go on the "policy loaded" line.
 func (p *publisher) publish(source string, inputs []policy.Input, readErr error, force bool, fields ...zap.Field) (bool, error) {
+	return p.publishSum(source, inputs, nil, readErr, force, fields...)
+}
+
+// publishSum is publish for inputs whose fingerprint the caller has taken
+// already (sum); a nil sum is taken here.
+func (p *publisher) publishSum(source string, inputs []policy.Input, sum *[32]byte, readErr error, force bool, fields ...zap.Field) (bool, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if readErr != nil {
@@ -36,16 +42,16 @@ func (p *publisher) publish(source string, inputs []policy.Input, readErr error,
 		p.store.Refuse(readErr)
 		return false, readErr
 	}
-	opt := policy.Options{Source: source}
-	if busy := p.store.busy.Load(); busy != nil && p.store.Current() != nil {
-		opt.Pace = newPacer(*busy).pace // requests are being served: let them run
+	opt := policy.Options{Source: source, Pace: p.pace()}
+	if sum == nil {
+		s := policy.Fingerprint(inputs, opt.Pace)
+		sum = &s
 	}
-	sum := policy.Fingerprint(inputs, opt.Pace)
-	if !force && p.seen && sum == p.last {
+	if !force && p.seen && *sum == p.last {
 		p.log.Debug("policy unchanged", zap.String("source", source))
 		return false, nil
 	}
-	p.last, p.seen = sum, true
+	p.last, p.seen = *sum, true
 	opt.Generation = p.store.NextGeneration()
 	snap, err := policy.Load(inputs, opt)
 	if err != nil {
@@ -62,6 +68,28 @@ func (p *publisher) publish(source string, inputs []policy.Input, readErr error,
 		zap.Int("endpoints", c.Endpoints),
 	}, fields...)...)
 	return true, nil
+}
+
+// fingerprint is policy.Fingerprint, paced as a load is.
+func (p *publisher) fingerprint(inputs []policy.Input) [32]byte {
+	return policy.Fingerprint(inputs, p.pace())
+}
+
+// isLast reports whether sum is the content last published or refused, so
+// that publishing it would change nothing.
+func (p *publisher) isLast(sum [32]byte) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.seen && sum == p.last
+}
+
+// pace is what a load calls between chunks of work: nil on an idle server
+// or before the first snapshot (see pacer).
+func (p *publisher) pace() func() {
+	if busy := p.store.busy.Load(); busy != nil && p.store.Current() != nil {
+		return newPacer(*busy).pace // requests are being served: let them run
+	}
+	return nil
 }
 
 // A reload competes for the CPUs with the requests keygate serves. With one
