@@ -1,6 +1,7 @@
 package authz
 
 import (
+	"net/http"
 	"strings"
 	"testing"
 )
@@ -172,6 +173,72 @@ func FuzzNormalizePath(f *testing.F) {
 			if again, ok := NormalizePath(p); !ok || again != p {
 				t.Fatalf("NormalizePath(%q) = %q, but again gives %q, %v", raw, p, again, ok)
 			}
+		}
+	})
+}
+
+// FuzzBearerToken checks the Authorization rules: a value that starts with
+// "bearer" is never another scheme's, an accepted token is one token68 that
+// reads back the same, and a value with a bearer credential after a comma is
+// never accepted.
+func FuzzBearerToken(f *testing.F) {
+	for _, s := range []string{"Bearer abc", "bearer\tabc", "Bearer", "Basic x,Bearer y", "BearerX", "Bearer a b", "Bearer a==", "bearer:k", ""} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		tok, form := bearerToken(v)
+		tv := trimSpace(v)
+		looks := len(tv) >= 6 && strings.EqualFold(tv[:6], "bearer")
+		switch form {
+		case bearerOK:
+			if !looks || !token68(tok) || strings.ContainsAny(tok, " \t,") {
+				t.Fatalf("bearerToken(%q) accepted %q", v, tok)
+			}
+			if again, f2 := bearerToken("Bearer " + tok); f2 != bearerOK || again != tok {
+				t.Fatalf("bearerToken(%q) = %q, but %q reads %q, %v", v, tok, "Bearer "+tok, again, f2)
+			}
+		case notBearer:
+			if looks || listsBearer(tv) {
+				t.Fatalf("bearerToken(%q) says another scheme", v)
+			}
+		}
+		if form != bearerOK && tok != "" {
+			t.Fatalf("bearerToken(%q) = %q with form %v", v, tok, form)
+		}
+	})
+}
+
+// FuzzCanonicalMethod: a method is accepted exactly when it is a token, and
+// then read as its upper case.
+func FuzzCanonicalMethod(f *testing.F) {
+	for _, s := range []string{"GET", "get", "pAtCh", "M-SEARCH", "", "GET ", "poſt", "DEL\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, m string) {
+		got, ok := canonicalMethod(m)
+		token := m != ""
+		for i := 0; i < len(m); i++ {
+			token = token && tchar(m[i])
+		}
+		if ok != token || ok && got != strings.ToUpper(m) {
+			t.Fatalf("canonicalMethod(%q) = %q, %v", m, got, ok)
+		}
+	})
+}
+
+// FuzzHTTPHeadersGet: the HTTP adapter reads a header as net/http stores it,
+// every copy joined with ",", whatever the case of the name asked for.
+func FuzzHTTPHeadersGet(f *testing.F) {
+	f.Add("x-api-key", "X-Api-Key", "a", "b")
+	f.Add("authorization", "authorization", "Bearer k", "")
+	f.Add("x_org", "X_org", "a", "b")
+	f.Fuzz(func(t *testing.T, name, stored, v1, v2 string) {
+		h := http.Header{}
+		h.Add(stored, v1)
+		h.Add(stored, v2)
+		want := strings.Join(h.Values(name), ",")
+		if got := HTTPHeaders(h).Get(name); got != want {
+			t.Fatalf("Get(%q) with %q: %q, %q stored = %q, want %q", name, stored, v1, v2, got, want)
 		}
 	})
 }

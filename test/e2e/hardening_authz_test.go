@@ -209,7 +209,13 @@ func TestHardeningDecisionLogNamesTheDenied(t *testing.T) {
 			}
 			status := 0
 			if c.grpc {
-				status = grpcCheck(t, p, answerCase{method: c.method, host: defaultHost, path: c.path, headers: headers}).status
+				o := grpcCheck(t, p, answerCase{method: c.method, host: defaultHost, path: c.path, headers: headers})
+				status = o.status
+				for _, k := range []string{"user", "tenant", "org", "key-id", "session-id", "groups", "auth"} {
+					if v, ok := o.metadata[k]; ok {
+						t.Errorf("the denial's dynamic metadata names %s = %q: only an allowed answer identifies", k, v)
+					}
+				}
 			} else {
 				resp := p.httpCheck(t, c.method, defaultHost, c.path, headers)
 				_, _ = io.Copy(io.Discard, resp.Body)
