@@ -89,6 +89,28 @@ func TestDigestIsSHA256(t *testing.T) {
 	}
 }
 
+// Check runs on every request that presents a kg_ key.
+func TestCheckDoesNotAllocate(t *testing.T) {
+	key, err := New("kg_abc123")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(100, func() { Check(key) }); n != 0 {
+		t.Errorf("Check allocated %v times", n)
+	}
+}
+
+func BenchmarkCheck(b *testing.B) {
+	key, err := New("kg_7Hq2pXa1")
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		Check(key)
+	}
+}
+
 func FuzzCheck(f *testing.F) {
 	k, _ := New("kg_seed0001")
 	for _, s := range []string{k, "kg_", "kg_x_", "", "Bearer x"} {
