@@ -6,14 +6,18 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
+	"strconv"
 	"syscall"
 	"time"
 
+	"github.com/KimMachineGun/automemlimit/memlimit"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -48,6 +52,8 @@ type serveConfig struct {
 	shutdownDelay  time.Duration
 	maxStreams     uint
 	maxRecvMsg     int
+	recvBudget     int
+	idleTimeout    time.Duration
 	adminPprof     bool
 	kube           kubeFlags
 }
@@ -75,6 +81,9 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	// Envoy can build gets a decision, not an error that failure_mode_allow
 	// would let through.
 	fs.IntVar(&c.maxRecvMsg, "grpc-max-recv-msg-size", 10<<20, "largest CheckRequest accepted, in bytes")
+	// The size of one message does not bound memory: many at once do.
+	fs.IntVar(&c.recvBudget, "grpc-recv-budget", 40<<20, "bytes of gRPC requests read and decided at once, across all connections: each call reserves --grpc-max-recv-msg-size of it, and calls wait in turn while it is spent")
+	fs.DurationVar(&c.idleTimeout, "http-idle-timeout", 3*time.Minute, "how long the HTTP and admin listeners keep an idle keep-alive connection open; keep proxies' upstream idle timeouts below it")
 	c.kube.register(fs)
 	return fs, c
 }
@@ -100,6 +109,10 @@ func serve(args []string, stderr io.Writer) error {
 		return err
 	}
 	defer func() { _ = log.Sync() }()
+	memLimit, err := setMemoryLimit()
+	if err != nil {
+		log.Info("no Go memory limit from a container limit", zap.Error(err))
+	}
 
 	store := source.NewStore()
 	src, err := openPolicySource(cfg.policy, &cfg.kube, store, log.Named("policy"))
@@ -133,12 +146,22 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("listen grpc: %w", err)
 	}
+	budget, err := server.NewRecvBudget(int64(cfg.recvBudget), int64(cfg.maxRecvMsg))
+	if err != nil {
+		return fmt.Errorf("--grpc-recv-budget: %w", err)
+	}
 	grpcSrv := grpc.NewServer(grpc.ForceServerCodecV2(server.Codec{}),
-		grpc.MaxConcurrentStreams(uint32(cfg.maxStreams)), grpc.MaxRecvMsgSize(cfg.maxRecvMsg))
-	server.NewAuthServer(decider, dlog, observer).Register(grpcSrv)
+		grpc.MaxConcurrentStreams(uint32(cfg.maxStreams)), grpc.MaxRecvMsgSize(cfg.maxRecvMsg),
+		// Static windows: a call waiting for the budget has at most one
+		// stream window of its message here. gRPC's default grows the
+		// windows with the measured bandwidth, up to 16 MiB a stream.
+		grpc.StaticStreamWindowSize(64<<10), grpc.StaticConnWindowSize(1<<20))
+	// Every service's handlers reserve from the budget before they read.
+	grpcReg := budget.Registrar(grpcSrv)
+	server.NewAuthServer(decider, dlog, observer).Register(grpcReg)
 	grpcHealth := health.NewServer()
-	healthpb.RegisterHealthServer(grpcSrv, grpcHealth)
-	reflection.Register(grpcSrv)
+	healthpb.RegisterHealthServer(grpcReg, grpcHealth)
+	reflection.Register(grpcReg.(reflection.GRPCServer))
 	grpcHealth.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	grpcHealth.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
@@ -151,8 +174,10 @@ func serve(args []string, stderr io.Writer) error {
 		if err != nil {
 			return nil, nil, fmt.Errorf("listen %s: %w", name, err)
 		}
-		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, MaxHeaderBytes: 96 << 10,
-			ErrorLog: zap.NewStdLog(log.Named(name))}
+		// IdleTimeout: without it an idle keep-alive connection stays open
+		// for ever, and enough of them exhaust the file descriptors.
+		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: cfg.idleTimeout,
+			MaxHeaderBytes: 96 << 10, ErrorLog: zap.NewStdLog(log.Named(name))}
 		httpSrvs = append(httpSrvs, srv)
 		return lis, srv, nil
 	}
@@ -175,10 +200,17 @@ func serve(args []string, stderr io.Writer) error {
 		zap.Int("endpoints", counts.Endpoints), zap.Int("groups", counts.Groups),
 		zap.String("grpc_addr", grpcLis.Addr().String()),
 		zap.String("http_addr", addrOf(httpLis)), zap.String("admin_addr", addrOf(adminLis)),
-		zap.String("decision_log", cfg.decisionLog))
+		zap.String("decision_log", cfg.decisionLog),
+		zap.Int64("grpc_recv_budget", budget.Bound()), zap.String("go_memory_limit", memLimit))
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return src.Run(gctx) })
+	g.Go(func() error {
+		server.ReturnMemory(gctx, budget, time.Second, func(before, after uint64) {
+			log.Debug("returned memory to the OS after a burst", zap.Uint64("held_bytes", before), zap.Uint64("now_bytes", after))
+		})
+		return nil
+	})
 	g.Go(func() error {
 		for {
 			select {
@@ -257,6 +289,19 @@ func adminExtras(reg *prometheus.Registry, pprofOn bool) map[string]http.Handler
 		h["/debug/pprof/trace"] = http.HandlerFunc(pprof.Trace)
 	}
 	return h
+}
+
+// setMemoryLimit sets Go's memory limit (GOMEMLIMIT) to 90% of the
+// container's, read from the cgroup, so that the collector works harder as
+// the heap nears the limit instead of the kernel killing the process at
+// it. An explicit GOMEMLIMIT wins, and AUTOMEMLIMIT sets the ratio ("off"
+// disables it). It returns the limit in force, for the start-up log.
+func setMemoryLimit() (string, error) {
+	limit, err := memlimit.Set(memlimit.WithProvider(memlimit.FromCgroup))
+	if limit = debug.SetMemoryLimit(-1); limit == math.MaxInt64 {
+		return "off", err
+	}
+	return strconv.FormatInt(limit, 10), err
 }
 
 func addrOf(l net.Listener) string {

@@ -1,0 +1,267 @@
+// Command memburst measures keygate's memory under a burst of large
+// CheckRequests: it starts a keygate binary, fires N concurrent requests of
+// SIZE bytes over real gRPC, and reads VmHWM and VmRSS from
+// /proc/PID/status during the burst and for a while after it.
+//
+//	go build -o /tmp/kgmem/keygate ./cmd/keygate
+//	go run ./test/memburst -bin /tmp/kgmem/keygate -n 100 -size 9000000
+//
+// Every answer must be a decision (OK, UNAUTHENTICATED or PERMISSION_DENIED
+// in the CheckResponse); anything else is counted and printed.
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+)
+
+func main() {
+	if err := run(); err != nil {
+		fmt.Fprintln(os.Stderr, "memburst:", err)
+		os.Exit(1)
+	}
+}
+
+const policy = `version: 1
+endpoints:
+  - name: whoami
+    match: {path: /whoami}
+    require: [api_key]
+`
+
+func run() error {
+	bin := flag.String("bin", "", "keygate binary to run (required)")
+	n := flag.Int("n", 100, "concurrent requests")
+	size := flag.Int("size", 9_000_000, "bytes of one request's filler header")
+	conns := flag.Int("conns", 4, "gRPC connections the requests are spread over")
+	after := flag.Duration("after", 30*time.Second, "how long to watch RSS after the burst")
+	extra := flag.String("args", "", "extra keygate serve flags, space-separated")
+	flag.Parse()
+	if *bin == "" {
+		return errors.New("-bin is required")
+	}
+
+	dir, err := os.MkdirTemp("", "memburst-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	pol := filepath.Join(dir, "policy.yaml")
+	if err := os.WriteFile(pol, []byte(policy), 0o644); err != nil {
+		return err
+	}
+	grpcAddr, adminAddr := freeAddr(), freeAddr()
+	args := []string{"serve", "--policy", pol, "--grpc-addr", grpcAddr, "--http-addr", "",
+		"--admin-addr", adminAddr, "--decision-log", "off"}
+	if *extra != "" {
+		args = append(args, strings.Fields(*extra)...)
+	}
+	var out bytes.Buffer
+	cmd := exec.Command(*bin, args...)
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
+	pid := cmd.Process.Pid
+	if err := waitReady(adminAddr, 10*time.Second); err != nil {
+		return fmt.Errorf("%w\n%s", err, out.String())
+	}
+	idle := readStatus(pid)
+	fmt.Printf("keygate %s, pid %d: idle VmRSS %s\n", strings.Join(args[1:], " "), pid, mib(idle.rss))
+
+	req, err := proto.Marshal(&authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "GET", Host: "api.example.com", Path: "/whoami",
+			Headers: map[string]string{":path": "/whoami", "x-filler": strings.Repeat("f", *size)},
+		}},
+	}})
+	if err != nil {
+		return err
+	}
+	var clients []*grpc.ClientConn
+	for range *conns {
+		c, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{}), grpc.MaxCallSendMsgSize(64<<20)))
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		clients = append(clients, c)
+	}
+
+	// Sample every 50ms until the burst and its aftermath are over.
+	type sample struct {
+		at time.Duration
+		st procStatus
+	}
+	var (
+		smu     sync.Mutex
+		samples []sample
+	)
+	start := time.Now()
+	stopSampling := make(chan struct{})
+	sampled := make(chan struct{})
+	go func() {
+		defer close(sampled)
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			smu.Lock()
+			samples = append(samples, sample{time.Since(start), readStatus(pid)})
+			smu.Unlock()
+			select {
+			case <-stopSampling:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+
+	answers := map[string]int{}
+	var amu sync.Mutex
+	var wg sync.WaitGroup
+	lat := make([]time.Duration, *n)
+	for i := range *n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			t0 := time.Now()
+			var resp []byte
+			err := clients[i%len(clients)].Invoke(ctx, authv3.Authorization_Check_FullMethodName, &req, &resp)
+			lat[i] = time.Since(t0)
+			what := "gRPC " + status.Code(err).String()
+			if err == nil {
+				var cr authv3.CheckResponse
+				if uerr := proto.Unmarshal(resp, &cr); uerr != nil {
+					what = "undecodable answer"
+				} else {
+					what = "decided " + codes.Code(cr.GetStatus().GetCode()).String()
+				}
+			}
+			amu.Lock()
+			answers[what]++
+			amu.Unlock()
+		}()
+	}
+	wg.Wait()
+	burst := time.Since(start)
+	atEnd := readStatus(pid)
+	sort.Slice(lat, func(a, b int) bool { return lat[a] < lat[b] })
+	fmt.Printf("burst: %d requests of %d bytes over %d connections in %v (latency p50 %v, max %v)\n",
+		*n, len(req), *conns, burst.Round(time.Millisecond), lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
+	for what, k := range answers {
+		fmt.Printf("  %-30s %d\n", what, k)
+	}
+	fmt.Printf("at the end of the burst: VmHWM %s, VmRSS %s\n", mib(atEnd.hwm), mib(atEnd.rss))
+	for _, d := range []time.Duration{time.Second, 5 * time.Second, 10 * time.Second, 20 * time.Second, 30 * time.Second, 60 * time.Second} {
+		if d > *after {
+			break
+		}
+		time.Sleep(time.Until(start.Add(burst + d)))
+		st := readStatus(pid)
+		fmt.Printf("%3ds after: VmRSS %s\n", int(d.Seconds()), mib(st.rss))
+	}
+	close(stopSampling)
+	<-sampled
+	var peak sample
+	for _, s := range samples {
+		if s.st.rss > peak.st.rss {
+			peak = s
+		}
+	}
+	fmt.Printf("peak VmRSS sampled %s at %v; VmHWM %s\n", mib(peak.st.rss), peak.at.Round(time.Millisecond), mib(readStatus(pid).hwm))
+	if !strings.Contains(out.String(), "keygate started") {
+		fmt.Printf("keygate output:\n%s\n", out.String())
+	}
+	return nil
+}
+
+// rawCodec sends and receives messages as the bytes they already are.
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
+}
+
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*v.(*[]byte) = data.Materialize()
+	return nil
+}
+
+type procStatus struct{ rss, hwm int64 } // bytes
+
+// readStatus reads VmRSS and VmHWM from /proc/PID/status.
+func readStatus(pid int) procStatus {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return procStatus{}
+	}
+	var st procStatus
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			st.rss = kb << 10
+		case "VmHWM:":
+			st.hwm = kb << 10
+		}
+	}
+	return st
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+func freeAddr() string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+func waitReady(admin string, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if resp, err := http.Get("http://" + admin + "/readyz"); err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("/readyz on %s not 200 within %v", admin, timeout)
+}
