@@ -14,6 +14,10 @@ import (
 // reloadDeadline bounds how long a policy change may take to be in force.
 const reloadDeadline = 3 * time.Second
 
+// inPlaceSettle is how long a file written in place must stay unchanged
+// before keygate publishes it (source.DefaultSettle).
+const inPlaceSettle = 2 * time.Second
+
 // k8sVolume imitates a mounted ConfigMap: DIR/..TS/policy.yaml holds the
 // data, DIR/..data links to the current ..TS directory and DIR/policy.yaml
 // links to ..data/policy.yaml. Updates swap ..data atomically, as the
@@ -70,19 +74,22 @@ func TestReload(t *testing.T) {
 	methods := []struct {
 		name  string
 		setup func(t *testing.T, text string) (path string, update func(text string))
+		// settle is how long the change must stay unchanged before it is
+		// published: an in-place write may be read half-written.
+		settle time.Duration
 	}{
 		{"in-place write", func(t *testing.T, text string) (string, func(string)) {
 			path := newPolicyFile(t, text)
 			return path, func(s string) { writeFile(t, path, s) }
-		}},
+		}, inPlaceSettle},
 		{"atomic rename", func(t *testing.T, text string) (string, func(string)) {
 			path := newPolicyFile(t, text)
 			return path, func(s string) { writeAtomic(t, path, s) }
-		}},
+		}, 0},
 		{"kubernetes ..data symlink swap", func(t *testing.T, text string) (string, func(string)) {
 			v := newK8sVolume(t, text)
 			return v.path(), v.update
-		}},
+		}, 0},
 	}
 	for _, m := range methods {
 		t.Run(m.name, func(t *testing.T) {
@@ -101,13 +108,13 @@ func TestReload(t *testing.T) {
 				}
 				keys = append(keys, nk)
 				update(renderPolicy(simpleEndpoints, keys, nil))
-				latency, ok := poll(reloadDeadline, func() bool {
+				latency, ok := poll(m.settle+reloadDeadline, func() bool {
 					return p.httpStatus(t, "GET", "/whoami", bearer(nk.Raw)) == 200
 				})
 				if !ok {
 					_, st := p.readyVerbose(t)
 					t.Fatalf("round %d: new key not accepted within %v; status %+v; output:\n%s",
-						round, reloadDeadline, st, tail(p.out.String(), 20))
+						round, m.settle+reloadDeadline, st, tail(p.out.String(), 20))
 				}
 				t.Logf("round %d: new key accepted %v after the change", round, latency.Round(time.Millisecond))
 				for _, k := range keys {
