@@ -361,8 +361,9 @@ func TestFileReload(t *testing.T) {
 					t.Errorf("snapshot after the change lacks %s", id)
 				}
 			}
-			// A slow in-place write may be read half-done and refused
-			// (then loaded when it completes); an atomic one may not.
+			// An in-place write is published only once it has settled, but
+			// a file created empty and then written may be looked at in
+			// between and refused; an atomic change never may.
 			if n := logs.FilterLevelExact(zapcore.ErrorLevel).Len(); tt.atomic && n != 0 {
 				t.Errorf("%d error lines logged: %v", n, logs.FilterLevelExact(zapcore.ErrorLevel).All())
 			}
