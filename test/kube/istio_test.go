@@ -113,9 +113,11 @@ func TestIstioMeshConfig(t *testing.T) {
 	if h == nil || h.GetService() != "keygate.keygate.svc.cluster.local" || h.GetPort() != 9002 || h.GetFailOpen() {
 		t.Fatalf("keygate-http: %v, want envoyExtAuthzHttp to keygate.keygate.svc.cluster.local:9002, failOpen false", h)
 	}
-	// HTTP mode sends Envoy only the listed headers: the credentials, the
-	// decision id and the organization header an endpoint may read.
-	for _, want := range []string{"authorization", "x-api-key", "session", "x-request-id", "x-org-id"} {
+	// HTTP mode sends keygate only the listed headers: the credentials, the
+	// decision id, the organization header an endpoint may read, and the
+	// client's identity headers, so that keygate can have the spoofed ones
+	// it does not set removed.
+	for _, want := range []string{"authorization", "x-api-key", "session", "x-request-id", "x-org-id", "x-keygate-*"} {
 		if !slices.Contains(h.GetIncludeRequestHeadersInCheck(), want) {
 			t.Errorf("includeRequestHeadersInCheck %q lacks %s", h.GetIncludeRequestHeadersInCheck(), want)
 		}
