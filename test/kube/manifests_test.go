@@ -12,6 +12,7 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -36,6 +37,7 @@ type manifests struct {
 	deploy  *appsv1.Deployment
 	svc     *corev1.Service
 	pdb     *policyv1.PodDisruptionBudget
+	netpol  *networkingv1.NetworkPolicy
 }
 
 // overlay writes a kustomization that installs k8s/ into ns, as the docs
@@ -86,11 +88,13 @@ func render(t *testing.T, c *cluster, ns string) *manifests {
 			m.svc = o
 		case *policyv1.PodDisruptionBudget:
 			m.pdb = o
+		case *networkingv1.NetworkPolicy:
+			m.netpol = o
 		default:
 			t.Errorf("unexpected %T in k8s/", obj)
 		}
 	}
-	if m.sa == nil || m.role == nil || m.binding == nil || m.cm == nil || m.deploy == nil || m.svc == nil || m.pdb == nil {
+	if m.sa == nil || m.role == nil || m.binding == nil || m.cm == nil || m.deploy == nil || m.svc == nil || m.pdb == nil || m.netpol == nil {
 		t.Fatalf("k8s/ is missing objects: got %d\n%s", len(m.objects), out)
 	}
 	return m
@@ -124,6 +128,7 @@ func TestManifestsServerDryRun(t *testing.T) {
 		"serviceaccount/keygate", "role.rbac.authorization.k8s.io/keygate-policy-reader",
 		"rolebinding.rbac.authorization.k8s.io/keygate-policy-reader", "configmap/keygate-policy",
 		"service/keygate", "deployment.apps/keygate", "poddisruptionbudget.policy/keygate",
+		"networkpolicy.networking.k8s.io/keygate",
 	} {
 		if !regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(want) + ` serverside-applied \(server dry run\)$`).MatchString(out) {
 			t.Errorf("no %q applied (server dry run) in the output", want)

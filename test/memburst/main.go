@@ -58,6 +58,9 @@ func run() error {
 	conns := flag.Int("conns", 4, "gRPC connections the requests are spread over")
 	after := flag.Duration("after", 30*time.Second, "how long to watch RSS after the burst")
 	extra := flag.String("args", "", "extra keygate serve flags, space-separated")
+	policyFile := flag.String("policy", "", "policy to serve (default: a one-endpoint policy); requests name no credential, so any policy denies them")
+	settle := flag.Duration("settle", 3*time.Second, "how long to let keygate settle after it is ready, before the burst")
+	reload := flag.Bool("reload", false, "change the policy as the burst starts, so that a reload runs during it")
 	flag.Parse()
 	if *bin == "" {
 		return errors.New("-bin is required")
@@ -69,7 +72,13 @@ func run() error {
 	}
 	defer os.RemoveAll(dir)
 	pol := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(pol, []byte(policy), 0o644); err != nil {
+	text := []byte(policy)
+	if *policyFile != "" {
+		if text, err = os.ReadFile(*policyFile); err != nil {
+			return err
+		}
+	}
+	if err := os.WriteFile(pol, text, 0o644); err != nil {
 		return err
 	}
 	grpcAddr, adminAddr := freeAddr(), freeAddr()
@@ -87,9 +96,10 @@ func run() error {
 	}
 	defer func() { _ = cmd.Process.Signal(syscall.SIGTERM); _ = cmd.Wait() }()
 	pid := cmd.Process.Pid
-	if err := waitReady(adminAddr, 10*time.Second); err != nil {
+	if err := waitReady(adminAddr, 5*time.Minute); err != nil {
 		return fmt.Errorf("%w\n%s", err, out.String())
 	}
+	time.Sleep(*settle)
 	idle := readStatus(pid)
 	fmt.Printf("keygate %s, pid %d: idle VmRSS %s\n", strings.Join(args[1:], " "), pid, mib(idle.rss))
 
@@ -141,6 +151,16 @@ func run() error {
 		}
 	}()
 
+	if *reload {
+		// An atomic rename, as the file source wants it.
+		tmp := pol + ".new"
+		if err := os.WriteFile(tmp, append(text, "\n# changed\n"...), 0o644); err != nil {
+			return err
+		}
+		if err := os.Rename(tmp, pol); err != nil {
+			return err
+		}
+	}
 	answers := map[string]int{}
 	var amu sync.Mutex
 	var wg sync.WaitGroup
