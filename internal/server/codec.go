@@ -48,7 +48,13 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	defer buf.Free()
 	switch m := v.(type) {
 	case *checkView:
-		return decodeCheckRequest(buf.ReadOnlyData(), m) // copies what the view keeps
+		// A request that does not decode is decided, not refused: gRPC
+		// would answer the error with INTERNAL, which failure_mode_allow
+		// lets through. Its empty view is denied.
+		if err := decodeCheckRequest(buf.ReadOnlyData(), m); err != nil { // copies what the view keeps
+			*m = checkView{Malformed: err}
+		}
+		return nil
 	case proto.Message:
 		return proto.Unmarshal(buf.ReadOnlyData(), m)
 	}

@@ -11,6 +11,7 @@ import (
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"go.uber.org/zap"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/keygate/keygate/internal/apikey"
@@ -65,28 +66,36 @@ func verifiedIn(headers map[string]string, id string) bool {
 	return false
 }
 
-// FuzzCheck sends arbitrary CheckRequests through the gRPC adapter and the
-// same requests through the HTTP adapter: neither may panic, the encoded
-// answer is the one built as go-control-plane messages, every answer uses
-// only OK, UNAUTHENTICATED or PERMISSION_DENIED, an allowed request's
+// FuzzCheck sends arbitrary CheckRequests through the gRPC adapter, over the
+// wire path (encoded as Envoy sends them, strings as they are, decoded by
+// the codec) and in process, and the same requests through the HTTP
+// adapter: none may panic, both gRPC answers are the one built as
+// go-control-plane messages and parse as Envoy parses them, every answer
+// uses only OK, UNAUTHENTICATED or PERMISSION_DENIED, an allowed request's
 // asserted key and session were really presented, and no header is both
 // set and removed.
 func FuzzCheck(f *testing.F) {
 	grpcSrv, httpSrv := fuzzServers(f)
-	seeds := []struct{ method, host, path, h1, v1, h2, v2, ext string }{
-		{"GET", "api", "/o/o1/x", "authorization", "Bearer kg-fuzz-key", "", "", ""},
-		{"GET", "api", "/o/o2/x", "x-api-key", "kg-fuzz-key", "x-keygate-user", "admin", ""},
-		{"POST", "api:80", "/both", "x-api-key", "kg-fuzz-key", "session", "kg-fuzz-session", ""},
-		{"GET", "api", "/open/a?x=1", "session", "kg-fuzz-sessio", "", "", ""},
-		{"GET", "", "/h", "x-api-key", "kg-fuzz-key", "x-org", "o1", ""},
-		{"GET", "api", "/anything", "authorization", "Bearer kg-fuzz-key", "", "", "org"},
-		{"", "", "", "", "", "", "", ""},
-		{"GET", "a", "/o/%2e%2e/o1", "x-api-key", "kg_x_AAAA", "", "", "nope"},
+	const bad = "\xff\xfe\xc3" // not UTF-8: Envoy forwards such bytes
+	seeds := []struct{ method, host, path, h1, v1, h2, v2, ext, body string }{
+		{"GET", "api", "/o/o1/x", "authorization", "Bearer kg-fuzz-key", "", "", "", ""},
+		{"GET", "api", "/o/o2/x", "x-api-key", "kg-fuzz-key", "x-keygate-user", "admin", "", ""},
+		{"POST", "api:80", "/both", "x-api-key", "kg-fuzz-key", "session", "kg-fuzz-session", "", "{}"},
+		{"GET", "api", "/open/a?x=1", "session", "kg-fuzz-sessio", "", "", "", ""},
+		{"GET", "", "/h", "x-api-key", "kg-fuzz-key", "x-org", "o1", "", ""},
+		{"GET", "api", "/anything", "authorization", "Bearer kg-fuzz-key", "", "", "org", ""},
+		{"", "", "", "", "", "", "", "", ""},
+		{"GET", "a", "/o/%2e%2e/o1", "x-api-key", "kg_x_AAAA", "", "", "nope", ""},
+		{"GET", "api", "/o/o1/x", "authorization", "Bearer kg-fuzz-key", "user-agent", bad, "", bad},
+		{"GET", "api", "/o/o1/x", "x-api-key", bad, "session", "kg-fuzz-session", "", ""},
+		{"GET", bad, "/open/" + bad, "x-keygate-" + bad, "v", "", "", "", ""},
+		{bad, "api", "/o/o1/x", "x-api-key", "kg-fuzz-key", "x-org", bad, bad, ""},
+		{"GET", "api", "/h", "x-api-key", "kg-fuzz-key", "x-org", "o1" + bad, "", ""},
 	}
 	for _, s := range seeds {
-		f.Add(s.method, s.host, s.path, s.h1, s.v1, s.h2, s.v2, s.ext)
+		f.Add(s.method, s.host, s.path, s.h1, s.v1, s.h2, s.v2, s.ext, s.body)
 	}
-	f.Fuzz(func(t *testing.T, method, host, path, h1, v1, h2, v2, ext string) {
+	f.Fuzz(func(t *testing.T, method, host, path, h1, v1, h2, v2, ext, body string) {
 		headers := map[string]string{}
 		for _, kv := range [][2]string{{h1, v1}, {h2, v2}} {
 			if kv[0] != "" {
@@ -95,23 +104,38 @@ func FuzzCheck(f *testing.F) {
 		}
 		req := &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 			Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-				Method: method, Host: host, Path: path, Headers: headers}},
+				Method: method, Host: host, Path: path, Headers: headers, Body: body}},
 			ContextExtensions: map[string]string{},
 		}}
 		if ext != "" {
 			req.Attributes.ContextExtensions[authz.ContextEndpointKey] = ext
 		}
-		resp, err := grpcSrv.Check(context.Background(), req)
+		inProcess, err := grpcSrv.Check(context.Background(), req)
 		if err != nil {
 			t.Fatalf("Check returned an error with a policy loaded: %v", err)
 		}
-		// The encoded answer is the one keygate built as messages.
+		var c checkCall
+		if err := (Codec{}).Unmarshal(mem.BufferSlice{mem.SliceBuffer(marshalLenient(req))}, &c.view); err != nil {
+			t.Fatalf("the codec refused a request: %v", err)
+		}
+		answer, err := grpcSrv.wireCheck(&c)
+		if err != nil {
+			t.Fatalf("the wire path returned an error with a policy loaded: %v", err)
+		}
+		wire := new(authv3.CheckResponse)
+		if err := proto.Unmarshal(*answer.(*wireAnswer).buf, wire); err != nil {
+			t.Fatalf("the encoded answer does not parse: %v", err)
+		}
+		// Both answers are the one keygate built as messages.
 		v := viewOf(req)
 		d := grpcSrv.authz.Decide(&v.Request)
-		id := resp.GetDynamicMetadata().GetFields()["decision_id"].GetStringValue() // fresh when Envoy's is unusable
-		if want := referenceResponse(&d, &v.Request, id); !proto.Equal(sortRemoved(resp), sortRemoved(want)) {
-			t.Fatalf("the answer differs from keygate's as messages:\n got %v\nwant %v", resp, want)
+		for name, resp := range map[string]*authv3.CheckResponse{"in process": inProcess, "wire": wire} {
+			id := resp.GetDynamicMetadata().GetFields()["decision_id"].GetStringValue() // fresh when Envoy's is unusable
+			if want := referenceResponse(&d, &v.Request, id); !proto.Equal(sortRemoved(resp), sortRemoved(want)) {
+				t.Fatalf("the %s answer differs from keygate's as messages:\n got %v\nwant %v", name, resp, want)
+			}
 		}
+		resp := inProcess
 		switch code := resp.GetStatus().GetCode(); code {
 		case 0:
 			ok := resp.GetOkResponse()

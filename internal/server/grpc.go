@@ -4,10 +4,8 @@ package server
 
 import (
 	"context"
-	"strings"
 	"time"
 
-	corev3 "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -158,25 +156,6 @@ func appendDeniedHeaders(dst []authz.Header, d *authz.Decision) []authz.Header {
 		dst = append(dst, authz.Header{Name: "www-authenticate", Value: c})
 	}
 	return dst
-}
-
-// headerMap turns Envoy's raw header map (sent instead of headers when
-// encode_raw_headers is on) into lower-case keys; repeated headers join
-// with "," as Envoy does in the plain map.
-func headerMap(hm *corev3.HeaderMap) map[string]string {
-	out := make(map[string]string, len(hm.GetHeaders()))
-	for _, hv := range hm.GetHeaders() {
-		k := strings.ToLower(hv.GetKey())
-		v := hv.GetValue()
-		if raw := hv.GetRawValue(); len(raw) > 0 {
-			v = string(raw)
-		}
-		if prev, dup := out[k]; dup {
-			v = prev + "," + v
-		}
-		out[k] = v
-	}
-	return out
 }
 
 func firstNonEmpty(a, b string) string {

@@ -14,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
@@ -26,6 +27,12 @@ import (
 // serveGRPC serves s as keygate does (its codec, Register) and returns a
 // go-control-plane client.
 func serveGRPC(t *testing.T, s *AuthServer, opts ...grpc.ServerOption) authv3.AuthorizationClient {
+	t.Helper()
+	return authv3.NewAuthorizationClient(serveGRPCConn(t, s, opts...))
+}
+
+// serveGRPCConn serves s as keygate does and returns a connection to it.
+func serveGRPCConn(t *testing.T, s *AuthServer, opts ...grpc.ServerOption) *grpc.ClientConn {
 	t.Helper()
 	lis := bufconn.Listen(1 << 20)
 	g := grpc.NewServer(append([]grpc.ServerOption{grpc.ForceServerCodecV2(Codec{})}, opts...)...)
@@ -43,7 +50,7 @@ func serveGRPC(t *testing.T, s *AuthServer, opts ...grpc.ServerOption) authv3.Au
 		info.Methods[0].Name != "Check" || info.Metadata != authv3.Authorization_ServiceDesc.Metadata {
 		t.Fatalf("the service is not registered as the generated code does: %+v", info)
 	}
-	return authv3.NewAuthorizationClient(conn)
+	return conn
 }
 
 func checkRequestOf(c answerCase) *authv3.CheckRequest {
@@ -161,5 +168,70 @@ func TestGRPCDecisionLog(t *testing.T) {
 	f := entries[0].ContextMap()
 	if f["decision_id"] != "deny-1" || f["source"] != "10.9.8.7" || f["transport"] != "grpc" || f["path"] != "/whoami" || f["result"] != "deny" {
 		t.Errorf("logged %v", f)
+	}
+}
+
+// rawCodec sends requests as the bytes they are and reads answers as bytes:
+// a client that sends what Envoy forwards, strings that are not UTF-8
+// included.
+type rawCodec struct{}
+
+func (rawCodec) Name() string { return "proto" }
+func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
+	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
+}
+func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
+	*v.(*[]byte) = data.Materialize()
+	return nil
+}
+
+// TestGRPCNotUTF8Decided: header values, paths and bodies that are not
+// UTF-8, which Envoy forwards, and requests that do not parse at all are
+// decided over the wire, never answered with a gRPC error (which
+// failure_mode_allow would let through), and every answer parses as a
+// CheckResponse, as Envoy must parse it.
+func TestGRPCNotUTF8Decided(t *testing.T) {
+	srv := NewAuthServer(answerAuthorizer(t, ""), NewDecisionLog(zap.NewNop(), LogAll), nil)
+	conn := serveGRPCConn(t, srv)
+	const bad = "\xff\xfe\xc3"
+	http := func(method, path string, headers map[string]string) []byte {
+		return marshalLenient(withHTTP(&authv3.AttributeContext_HttpRequest{Method: method, Host: "api.example.com", Path: path, Body: bad, Headers: headers}))
+	}
+	for _, c := range []struct {
+		name   string
+		data   []byte
+		code   codes.Code
+		reason string // "": a malformed request, denied whichever check refuses it first
+	}{
+		{"key, and a header value not UTF-8", http("GET", "/whoami", map[string]string{"x-api-key": ansKey, "user-agent": bad}), codes.OK, "allowed"},
+		{"key not UTF-8", http("GET", "/whoami", map[string]string{"x-api-key": bad}), codes.Unauthenticated, "unknown_credential"},
+		{"org not UTF-8", http("GET", "/reports", map[string]string{"x-api-key": ansKey, "x-org-id": bad}), codes.PermissionDenied, "org_denied"},
+		{"path not UTF-8 (on a shadow endpoint, which would allow)", http("GET", "/beta/"+bad, map[string]string{"x-api-key": ansKey}), codes.PermissionDenied, "bad_path"},
+		{"header name not UTF-8", http("GET", "/whoami", map[string]string{"x-api-key": ansKey, "x-keygate-" + bad: "spoof"}), codes.PermissionDenied, ""},
+		{"raw header values", marshalLenient(withHTTP(&authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/whoami", HeaderMap: &corev3.HeaderMap{
+			Headers: []*corev3.HeaderValue{{Key: "X-Api-Key", RawValue: []byte(ansKey)}, {Key: "user-agent", RawValue: []byte(bad)}}}})), codes.OK, "allowed"},
+		{"truncated", http("GET", "/whoami", map[string]string{"x-api-key": ansKey})[:20], codes.PermissionDenied, ""},
+		{"not a protobuf", []byte{0xff, 0xff}, codes.PermissionDenied, ""},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			var out []byte
+			err := conn.Invoke(context.Background(), authv3.Authorization_Check_FullMethodName, &c.data, &out, grpc.ForceCodecV2(rawCodec{}))
+			if err != nil {
+				t.Fatalf("an RPC error: %v", err)
+			}
+			resp := new(authv3.CheckResponse)
+			if err := proto.Unmarshal(out, resp); err != nil {
+				t.Fatalf("the answer does not parse: %v", err)
+			}
+			if got := codes.Code(resp.GetStatus().GetCode()); got != c.code {
+				t.Errorf("status %v, want %v", got, c.code)
+			}
+			if got := resp.GetDynamicMetadata().GetFields()["reason"].GetStringValue(); c.reason != "" && got != c.reason {
+				t.Errorf("reason %q, want %q", got, c.reason)
+			}
+			if c.code == codes.PermissionDenied && resp.GetDeniedResponse().GetStatus().GetCode() != 403 {
+				t.Errorf("HTTP status %v, want 403", resp.GetDeniedResponse().GetStatus().GetCode())
+			}
+		})
 	}
 }

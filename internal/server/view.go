@@ -1,8 +1,9 @@
 package server
 
 import (
+	"unicode/utf8"
+
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/keygate/keygate/internal/authz"
 )
@@ -14,15 +15,39 @@ type checkView struct {
 	authz.Request
 	RequestID string // attributes.request.http.id: Envoy's x-request-id
 	Source    string // attributes.source.address.socket_address.address, for the decision log
+
+	// Malformed says why the request could not be read. The view is then
+	// empty, which Decide denies (no method, no path): a malformed request
+	// is decided, never answered with a gRPC error, which
+	// failure_mode_allow would let through.
+	Malformed error
 }
 
-// viewOf reads the view from a decoded CheckRequest.
+// viewOf reads the view from a decoded CheckRequest, as decodeCheckRequest
+// reads it from the wire: the headers come from header_map when headers is
+// empty, and a header name that is not UTF-8 makes the request malformed.
 func viewOf(req *authv3.CheckRequest) checkView {
 	attrs := req.GetAttributes()
 	h := attrs.GetRequest().GetHttp()
 	headers := h.GetHeaders()
 	if len(headers) == 0 && h.GetHeaderMap() != nil {
-		headers = headerMap(h.GetHeaderMap())
+		raw := make([]authz.Header, 0, len(h.GetHeaderMap().GetHeaders()))
+		for _, hv := range h.GetHeaderMap().GetHeaders() {
+			v := hv.GetValue()
+			if len(hv.GetRawValue()) > 0 {
+				v = string(hv.GetRawValue())
+			}
+			raw = append(raw, authz.Header{Name: hv.GetKey(), Value: v})
+		}
+		var err error
+		if headers, err = rawHeaders(raw); err != nil {
+			return checkView{Malformed: err}
+		}
+	}
+	for name := range headers {
+		if !utf8.ValidString(name) {
+			return checkView{Malformed: errWireHeaderName}
+		}
 	}
 	return checkView{
 		Request: authz.Request{
@@ -35,15 +60,4 @@ func viewOf(req *authv3.CheckRequest) checkView {
 		RequestID: firstNonEmpty(headers["x-request-id"], h.GetId()),
 		Source:    attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
 	}
-}
-
-// decodeCheckRequestSlow decodes through the generated message: the
-// reference the fast decoder is tested against.
-func decodeCheckRequestSlow(data []byte, v *checkView) error {
-	var req authv3.CheckRequest
-	if err := proto.Unmarshal(data, &req); err != nil {
-		return err
-	}
-	*v = viewOf(&req)
-	return nil
 }

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"math/bits"
+	"strings"
 	"unicode/utf8"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -13,38 +14,46 @@ import (
 )
 
 // decodeCheckRequest decodes a serialized envoy.service.auth.v3.CheckRequest
-// into v without building the message: it is decodeCheckRequestSlow
-// (proto.Unmarshal, then viewOf) at a fraction of the cost.
+// into v without building the message: it reads what proto.Unmarshal and
+// viewOf read, at a fraction of the cost, with one difference: strings are
+// bytes. Envoy forwards header values, paths and bodies that are not UTF-8,
+// and proto3's rule would refuse them, which gRPC answers with INTERNAL and
+// failure_mode_allow lets through. keygate decides on them as they are.
 //
-// It accepts and rejects exactly what proto.Unmarshal does. Every field the
-// schema knows is checked as proto.Unmarshal checks it, including the ones
-// keygate does not read: nested messages must parse, strings must be valid
-// UTF-8, nesting stops at the same depth. Fields the schema does not know,
-// and known fields with another wire type than their own, are skipped with
+// Everything else proto.Unmarshal checks is checked, in the fields keygate
+// does not read too: the wire format, that nested messages parse, the
+// nesting depth. Fields the schema does not know, and known fields with
+// another wire type than their own, are skipped with
 // protowire.ConsumeFieldValue, as proto.Unmarshal keeps them as unknown
-// fields. Rejecting what proto.Unmarshal rejects keeps one answer for a
-// malformed request whichever decoder runs, and is the safe direction.
+// fields. One rule is keygate's own: a header name must be UTF-8. HTTP
+// allows only tokens, and an answer that named it in headers_to_remove
+// would not parse in Envoy.
 //
-// The fields read follow proto.Unmarshal too: the last value of a scalar
-// wins, a message that appears several times is merged, the last map entry
-// with a key wins and an entry without key or value means "". A request
-// with http.header_map (Envoy's encode_raw_headers) is left to
-// decodeCheckRequestSlow, which reads it.
+// The fields read follow proto.Unmarshal: the last value of a scalar wins,
+// a message that appears several times is merged, the last map entry with
+// a key wins and an entry without key or value means "". The headers come
+// from http.header_map (Envoy's encode_raw_headers) when http.headers is
+// empty, as viewOf reads them.
 //
-// data may be reused once it returns: the strings of v share one copy of
-// it, which lives as long as any of them.
+// A request that does not decode is malformed: the error says why, and the
+// codec decides it (checkView.Malformed). data may be reused once it
+// returns: the strings of v share one copy of it, which lives as long as
+// any of them.
 func decodeCheckRequest(data []byte, v *checkView) error {
 	d := viewDecoder{data: data, s: string(data)}
-	err := d.message(data, checkRequestPlan, protowire.DefaultRecursionLimit-1)
-	if err == errWireHeaderMap {
-		return decodeCheckRequestSlow(data, v)
-	}
-	if err != nil {
+	if err := d.message(data, checkRequestPlan, protowire.DefaultRecursionLimit-1); err != nil {
 		return err
 	}
 	var headers authz.Headers = authz.MapHeaders(nil)
-	if d.headers != nil {
+	switch {
+	case d.headers != nil:
 		headers = d.headers.finish()
+	case d.headerMap:
+		m, err := rawHeaders(d.rawHeaders)
+		if err != nil {
+			return err
+		}
+		headers = m
 	}
 	*v = checkView{
 		Request: authz.Request{
@@ -61,11 +70,28 @@ func decodeCheckRequest(data []byte, v *checkView) error {
 }
 
 var (
-	errWireMalformed = errors.New("check request: malformed protobuf")
-	errWireUTF8      = errors.New("check request: a string field is not valid UTF-8")
-	errWireDepth     = errors.New("check request: exceeded maximum recursion depth")
-	errWireHeaderMap = errors.New("check request: header_map") // decode the slow way
+	errWireMalformed  = errors.New("check request: malformed protobuf")
+	errWireDepth      = errors.New("check request: exceeded maximum recursion depth")
+	errWireHeaderName = errors.New("check request: a header name is not UTF-8")
 )
+
+// rawHeaders are the headers of http.header_map: names lower-cased as in
+// http.headers, a value's raw_value before its value, and a name sent
+// several times joined with ",", as Envoy joins them in http.headers.
+func rawHeaders(raw []authz.Header) (authz.MapHeaders, error) {
+	m := make(authz.MapHeaders, len(raw))
+	for _, h := range raw {
+		if !utf8.ValidString(h.Name) {
+			return nil, errWireHeaderName // before ToLower, which would make it UTF-8
+		}
+		k := strings.ToLower(h.Name)
+		if prev, dup := m[k]; dup {
+			h.Value = prev + "," + h.Value
+		}
+		m[k] = h.Value
+	}
+	return m, nil
+}
 
 // Slots are the strings a plan captures.
 const (
@@ -84,7 +110,8 @@ const (
 	actNone      = iota
 	actHeader    // a map entry of http.headers: add it to the headers
 	actExtension // a map entry of context_extensions: keep keygate's
-	actHeaderMap // http.header_map: decode the slow way
+	actHeaderMap // http.header_map: the headers may come from it
+	actRawHeader // a HeaderValue of http.header_map: keep it
 )
 
 // checkRequestPlan is the CheckRequest schema with the fields keygate reads
@@ -104,6 +131,7 @@ func compileCheckRequestPlan() *wirePlan {
 	c.mapEntries(root, actHeader, append(http, "headers")...)
 	c.mapEntries(root, actExtension, "attributes", "context_extensions")
 	c.at(root, append(http, "header_map")...).act = actHeaderMap
+	c.headerValues(root, append(http, "header_map", "headers")...)
 	return root
 }
 
@@ -130,8 +158,7 @@ const (
 	kindVarint
 	kindFixed32
 	kindFixed64
-	kindBytes
-	kindString // UTF-8 checked
+	kindBytes // and strings, which keygate reads as bytes
 	kindMessage
 	kindMap
 )
@@ -182,13 +209,8 @@ func (c *planCompiler) compile(md protoreflect.MessageDescriptor) *wirePlan {
 			f.kind = kindFixed32
 		case protoreflect.Sfixed64Kind, protoreflect.Fixed64Kind, protoreflect.DoubleKind:
 			f.kind = kindFixed64
-		case protoreflect.BytesKind:
+		case protoreflect.BytesKind, protoreflect.StringKind:
 			f.kind = kindBytes
-		case protoreflect.StringKind:
-			f.kind = kindBytes
-			if enforceUTF8(fd) {
-				f.kind = kindString
-			}
 		case protoreflect.MessageKind:
 			f.kind = kindMessage
 			if fd.IsMap() {
@@ -202,16 +224,6 @@ func (c *planCompiler) compile(md protoreflect.MessageDescriptor) *wirePlan {
 		}
 	}
 	return p
-}
-
-// enforceUTF8 is protobuf-go's rule for checking a string field.
-func enforceUTF8(fd protoreflect.FieldDescriptor) bool {
-	if fd.Syntax() == protoreflect.Editions {
-		if e, ok := fd.(interface{ EnforceUTF8() bool }); ok {
-			return e.EnforceUTF8()
-		}
-	}
-	return fd.Syntax() == protoreflect.Proto3
 }
 
 // own returns a copy of p to mark fields on: a message type keygate reads
@@ -265,19 +277,46 @@ func (c *planCompiler) capture(root *wirePlan, slot uint8, path ...protoreflect.
 // mapEntries marks the map<string, string> at path: act on each entry.
 func (c *planCompiler) mapEntries(root *wirePlan, act uint8, path ...protoreflect.Name) {
 	f := c.at(root, path...)
-	if f.kind != kindMap || f.plan.field(1).kind != kindString || f.plan.field(2).kind != kindString {
+	if f.kind != kindMap || !stringFields(f.plan, "key", "value") {
 		panic("server: CheckRequest plan: not a map<string, string>: " + string(f.desc.FullName()))
 	}
 	f.act = act
 }
 
+// headerValues marks the repeated HeaderValue at path: keep each one.
+func (c *planCompiler) headerValues(root *wirePlan, path ...protoreflect.Name) {
+	f := c.at(root, path...)
+	if f.kind != kindMessage || !f.list || !stringFields(f.plan, "key", "value", "raw_value") {
+		panic("server: CheckRequest plan: not a repeated HeaderValue: " + string(f.desc.FullName()))
+	}
+	f.act = actRawHeader
+}
+
+// stringFields reports whether p's fields are exactly strings or bytes
+// named names, numbered from 1: what viewDecoder.stringValues decodes.
+func stringFields(p *wirePlan, names ...protoreflect.Name) bool {
+	fds := p.desc.Fields()
+	if fds.Len() != len(names) {
+		return false
+	}
+	for i, name := range names {
+		fd := fds.ByNumber(protowire.Number(i + 1))
+		if fd == nil || fd.Name() != name || fd.IsList() || (fd.Kind() != protoreflect.StringKind && fd.Kind() != protoreflect.BytesKind) {
+			return false
+		}
+	}
+	return true
+}
+
 // viewDecoder walks a CheckRequest along a plan. The strings it captures
 // are substrings of s, the one copy of data.
 type viewDecoder struct {
-	data    []byte
-	s       string
-	slots   [numSlots]string
-	headers *viewHeaders
+	data       []byte
+	s          string
+	slots      [numSlots]string
+	headers    *viewHeaders
+	headerMap  bool           // http.header_map was sent
+	rawHeaders []authz.Header // its entries, as sent
 }
 
 // str returns the string of b, a subslice of d.data, without copying.
@@ -324,9 +363,6 @@ func consumeTag(b []byte) (num protowire.Number, typ protowire.Type, n int) {
 // field decodes the value of one field, b starting after its tag, and
 // returns its length.
 func (d *viewDecoder) field(b []byte, f *wireField, num protowire.Number, typ protowire.Type, depth int) (int, error) {
-	if f.act == actHeaderMap {
-		return 0, errWireHeaderMap
-	}
 	if f.kind == kindMap && depth-1 < 0 { // proto.Unmarshal counts a map as a level, whatever its wire type
 		return 0, errWireDepth
 	}
@@ -341,7 +377,7 @@ func (d *viewDecoder) field(b []byte, f *wireField, num protowire.Number, typ pr
 			return n, nil // a oneof member is never repeated: nothing to clear
 		}
 		known = typ == scalarType[f.kind]
-	case kindBytes, kindString, kindMessage, kindMap:
+	case kindBytes, kindMessage, kindMap:
 		if typ != protowire.BytesType {
 			break
 		}
@@ -350,15 +386,12 @@ func (d *viewDecoder) field(b []byte, f *wireField, num protowire.Number, typ pr
 			return 0, errWireMalformed
 		}
 		switch f.kind {
-		case kindString:
-			if !utf8.Valid(v) {
-				return 0, errWireUTF8
-			}
+		case kindBytes:
 			if f.slot != slotNone {
 				d.slots[f.slot] = d.str(v)
 			}
 		case kindMessage:
-			if err := d.message(v, f.plan, depth-1); err != nil {
+			if err := d.messageField(v, f, depth-1); err != nil {
 				return 0, err
 			}
 		case kindMap:
@@ -379,63 +412,83 @@ func (d *viewDecoder) field(b []byte, f *wireField, num protowire.Number, typ pr
 	return n, nil
 }
 
+// messageField decodes the value of a message field.
+func (d *viewDecoder) messageField(b []byte, f *wireField, depth int) error {
+	switch f.act {
+	case actHeaderMap:
+		d.headerMap = true
+	case actRawHeader:
+		if depth < 0 {
+			return errWireDepth
+		}
+		var kvr [3]string // key, value, raw_value
+		if err := d.stringValues(b, kvr[:]); err != nil {
+			return err
+		}
+		if kvr[2] != "" {
+			kvr[1] = kvr[2]
+		}
+		d.rawHeaders = append(d.rawHeaders, authz.Header{Name: kvr[0], Value: kvr[1]})
+		return nil
+	}
+	return d.message(b, f.plan, depth)
+}
+
 var scalarType = [...]protowire.Type{kindVarint: protowire.VarintType, kindFixed32: protowire.Fixed32Type, kindFixed64: protowire.Fixed64Type}
 
 func (d *viewDecoder) mapEntry(b []byte, f *wireField, depth int) error {
 	if f.act == actNone {
 		return d.message(b, f.plan, depth)
 	}
-	k, v, err := d.stringEntry(b)
-	if err != nil {
+	var kv [2]string
+	if err := d.stringValues(b, kv[:]); err != nil {
 		return err
 	}
 	switch f.act {
 	case actHeader:
+		if !utf8.ValidString(kv[0]) {
+			return errWireHeaderName
+		}
 		if d.headers == nil {
 			d.headers = new(viewHeaders)
 			d.headers.fields = d.headers.inline[:0]
 		}
-		d.headers.fields = append(d.headers.fields, authz.Header{Name: k, Value: v})
+		d.headers.fields = append(d.headers.fields, authz.Header{Name: kv[0], Value: kv[1]})
 	case actExtension:
-		if k == authz.ContextEndpointKey {
-			d.slots[slotEndpoint] = v
+		if kv[0] == authz.ContextEndpointKey {
+			d.slots[slotEndpoint] = kv[1]
 		}
 	}
 	return nil
 }
 
-// stringEntry decodes an entry of a map<string, string>: message does the
-// same on its plan, more slowly.
-func (d *viewDecoder) stringEntry(b []byte) (k, v string, err error) {
+// stringValues decodes a message whose only fields are strings or bytes
+// numbered 1 to len(out) (stringFields), the last value of each winning: a
+// map<string, string> entry, a HeaderValue. message does the same on its
+// plan, more slowly.
+func (d *viewDecoder) stringValues(b []byte, out []string) error {
 	for len(b) > 0 {
 		num, typ, n := consumeTag(b)
 		if n < 0 {
-			return "", "", errWireMalformed
+			return errWireMalformed
 		}
 		b = b[n:]
-		if (num == 1 || num == 2) && typ == protowire.BytesType {
+		if num >= 1 && int(num) <= len(out) && typ == protowire.BytesType {
 			s, n := protowire.ConsumeBytes(b)
 			if n < 0 {
-				return "", "", errWireMalformed
+				return errWireMalformed
 			}
-			if !utf8.Valid(s) {
-				return "", "", errWireUTF8
-			}
-			if num == 1 {
-				k = d.str(s)
-			} else {
-				v = d.str(s)
-			}
+			out[num-1] = d.str(s)
 			b = b[n:]
 			continue
 		}
 		n = protowire.ConsumeFieldValue(num, typ, b)
 		if n < 0 {
-			return "", "", errWireMalformed
+			return errWireMalformed
 		}
 		b = b[n:]
 	}
-	return k, v, nil
+	return nil
 }
 
 func (d *viewDecoder) clearSlots(mask uint16) {
