@@ -67,7 +67,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.StringVar(&c.httpAddr, "http-addr", ":9002", "listen address for ext_authz HTTP (Envoy http_service); empty disables it")
 	fs.StringVar(&c.adminAddr, "admin-addr", ":9003", "listen address for /healthz and /readyz; empty disables it")
 	fs.StringVar(&c.httpPathPrefix, "http-path-prefix", "", "Envoy http_service path_prefix to strip before matching")
-	fs.StringVar(&c.httpOrigin, "http-original-request", "auto", "where the HTTP adapter reads the original method and path: auto (X-Original-URI, then X-Forwarded-Uri, then the request line), envoy (request line), x-original (nginx), x-forwarded (Caddy, Traefik)")
+	fs.StringVar(&c.httpOrigin, "http-original-request", "envoy", "where the HTTP adapter reads the original method and path: envoy (the request line: Envoy http_service), x-original (nginx auth_request), x-forwarded (Caddy, Traefik), or auto (X-Original-URI, else X-Forwarded-Uri, else the request line: a client-sent header can then choose the path unless the proxy strips it)")
 	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or console")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.decisionLog, "decision-log", "denied", "which decisions to log: all, denied or off")
@@ -178,6 +178,7 @@ func serve(args []string, stderr io.Writer) error {
 		// for ever, and enough of them exhaust the file descriptors.
 		srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: cfg.idleTimeout,
 			MaxHeaderBytes: 96 << 10, ErrorLog: zap.NewStdLog(log.Named(name))}
+		srv.DisableGeneralOptionsHandler = true // net/http would answer `OPTIONS *` with 200 itself: every request is keygate's to decide
 		httpSrvs = append(httpSrvs, srv)
 		return lis, srv, nil
 	}

@@ -24,16 +24,20 @@ type HTTPAuth struct {
 type Origin uint8
 
 const (
-	// OriginAuto: X-Original-URI if present (nginx), else X-Forwarded-Uri
-	// (Caddy, Traefik), else the request line (Envoy http_service).
-	OriginAuto Origin = iota
-	// OriginEnvoy: the request line only; Envoy forwards the original method
-	// and path (after path_prefix).
-	OriginEnvoy
+	// OriginEnvoy, the default: the request line only; Envoy forwards the
+	// original method and path (after path_prefix). No header a client
+	// sends can choose the path.
+	OriginEnvoy Origin = iota
 	// OriginXOriginal: X-Original-Method and X-Original-URI (nginx).
 	OriginXOriginal
 	// OriginXForwarded: X-Forwarded-Method, X-Forwarded-Uri, X-Forwarded-Host.
 	OriginXForwarded
+	// OriginAuto: X-Original-URI if present (nginx), else X-Forwarded-Uri
+	// (Caddy, Traefik), else the request line (Envoy http_service). Only for
+	// an operator who picks it: behind a proxy that passes a client's
+	// X-Original-URI or X-Forwarded-Uri on (Envoy's http_service passes the
+	// headers it is told to), that client chooses the path.
+	OriginAuto
 )
 
 // ParseOrigin reads the --http-original-request flag.
@@ -67,7 +71,8 @@ func NewHTTPAuth(a *authz.Authorizer, log *DecisionLog, pathPrefix string, origi
 //   - x-forwarded (Caddy, Traefik): X-Forwarded-Method, -Uri and -Host.
 //
 // auto picks by which path header is present, and refuses when both are:
-// one of them came from the client. A path header without its method is
+// one of them came from the client. A lone one may have too, which is why
+// auto is never the default. A path header without its method is
 // refused too. A refusal is an empty path, denied as a bad path: keygate
 // never guesses.
 func (h *HTTPAuth) original(req *http.Request) (method, host, path string) {

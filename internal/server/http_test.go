@@ -67,6 +67,9 @@ func TestHTTPOriginalRequest(t *testing.T) {
 		{"pinned to envoy ignores proxy headers", OriginEnvoy, "", "GET", "/private",
 			map[string]string{"X-Original-Uri": "/public/a", "X-Original-Method": "GET"}, 403, ""},
 		{"pinned to x-forwarded requires them", OriginXForwarded, "", "POST", "/private", nil, 403, ""},
+		{"the zero value is envoy: a lone client-sent X-Original-URI does not choose", Origin(0), "", "GET", "/private",
+			map[string]string{"X-Original-Uri": "/public/a", "X-Original-Method": "GET"}, 403, ""},
+		{"OPTIONS * is decided: no path", OriginEnvoy, "", "OPTIONS", "*", nil, 403, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -147,7 +147,7 @@ func scenarios(f *fixture) []scenario {
 			want: expectation{status: 401, challenge: challengeMissing, errorCode: "unauthorized"},
 			// nginx sets X-Original-* and passes the client's X-Forwarded-*
 			// on: keygate in auto mode sees both conventions and refuses.
-			onTarget: map[string]expectation{"nginx": {status: 403, errorCode: "forbidden"}},
+			onTarget: map[string]expectation{"nginx-auto": {status: 403, errorCode: "forbidden"}},
 		},
 		{
 			name: "dot segments through the anonymous prefix: the protected endpoint decides",
@@ -216,7 +216,10 @@ func TestProxies(t *testing.T) {
 	start := time.Now()
 	f := newFixture(t)
 	be := startBackend(t)
-	kg := startKeygate(t, f, "keygate")
+	// Each proxy's keygate runs with the rule the docs give for it: the
+	// default (envoy, the request line) would read nginx's and Caddy's auth
+	// requests as requests for their own auth paths.
+	kg := startKeygate(t, f, "keygate", "--http-original-request", "x-original") // gRPC and nginx
 
 	targets := []*target{grpcTarget(t, kg, be)}
 	keygates := []*keygate{kg}
@@ -231,33 +234,48 @@ func TestProxies(t *testing.T) {
 	}
 	targets = append(targets, tg)
 
+	var kgCaddy *keygate
+	if caddyErr == nil {
+		kgCaddy = startKeygate(t, f, "keygate-caddy", "--http-original-request", "x-forwarded")
+		keygates = append(keygates, kgCaddy)
+	}
 	tg = &target{name: "caddy"}
 	if caddyErr != nil {
 		tg.missing = caddyErr.Error()
 	} else {
-		tg.do = httpTarget("http://" + startCaddy(t, "caddy", caddy, kg.httpAddr, be.addr(), nil))
+		tg.do = httpTarget("http://" + startCaddy(t, "caddy", caddy, kgCaddy.httpAddr, be.addr(), nil))
 	}
 	targets = append(targets, tg)
 
-	// The other way to keep a client from choosing the request keygate
-	// authorizes behind Caddy: pin keygate to the X-Forwarded headers. Here
-	// the Caddyfile does not strip X-Original-*; with the default
-	// --http-original-request=auto that would let a client-sent
-	// X-Original-URI decide.
-	tg = &target{name: "caddy-pinned"}
+	// Pinning keygate to the X-Forwarded headers is enough on its own to
+	// keep a client from choosing the request it authorizes behind Caddy:
+	// here the Caddyfile does not strip X-Original-*, which a client's
+	// X-Original-URI would then reach keygate with.
+	tg = &target{name: "caddy-unstripped"}
 	if caddyErr != nil {
 		tg.missing = caddyErr.Error()
 	} else {
-		pinned := startKeygate(t, f, "keygate-pinned", "--http-original-request", "x-forwarded")
-		keygates = append(keygates, pinned)
 		const strip = "\t\trequest_header -X-Original-*\n"
-		addr := startCaddy(t, "caddy-pinned", caddy, pinned.httpAddr, be.addr(), func(conf string) string {
+		addr := startCaddy(t, "caddy-unstripped", caddy, kgCaddy.httpAddr, be.addr(), func(conf string) string {
 			if !strings.Contains(conf, strip) {
 				t.Fatalf("Caddyfile.tmpl has no %q line to remove", strip)
 			}
 			return strings.Replace(conf, strip, "", 1)
 		})
 		tg.do = httpTarget("http://" + addr)
+	}
+	targets = append(targets, tg)
+
+	// auto, for an operator who chooses it: behind nginx, which passes a
+	// client's X-Forwarded-* on, it refuses a request that carries both
+	// conventions rather than let the client's one win.
+	tg = &target{name: "nginx-auto", knownIdentityOnly: true}
+	if nginxErr != nil {
+		tg.missing = nginxErr.Error()
+	} else {
+		auto := startKeygate(t, f, "keygate-auto", "--http-original-request", "auto")
+		keygates = append(keygates, auto)
+		tg.do = httpTarget("http://" + startNginx(t, nginx, auto.httpAddr, be.addr()))
 	}
 	targets = append(targets, tg)
 	t.Logf("keygate, backend and proxies up in %v", time.Since(start).Round(time.Millisecond))
