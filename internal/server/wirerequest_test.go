@@ -24,6 +24,7 @@ import (
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/cache"
+	"github.com/keygate/keygate/internal/envoytest"
 	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/source"
 )
@@ -106,36 +107,6 @@ func TestWireRequestFieldNumbers(t *testing.T) {
 	}
 }
 
-// loadCheckRequest is the request of the load benchmark (test/load): what
-// Envoy sends for GET /orgs/acme-eu/sales/q1?x=1 with an API key.
-func loadCheckRequest(key string) *authv3.CheckRequest {
-	const path = "/orgs/acme-eu/sales/q1?x=1"
-	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-		Source:      socketPeer("10.12.7.31", 53124),
-		Destination: socketPeer("10.12.0.10", 8443),
-		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-			Id: "15736402381946734582", Method: "GET", Host: "api.example.com", Path: path,
-			Scheme: "https", Protocol: "HTTP/2",
-			Headers: map[string]string{
-				":authority":    "api.example.com",
-				":method":       "GET",
-				":path":         path,
-				":scheme":       "https",
-				"authorization": "Bearer " + key,
-				"x-request-id":  "4f6c1d2e-8a7b-4c3d-9e0f-1a2b3c4d5e6f",
-				"user-agent":    "acme-sales-sync/2.3.1 (linux; go1.26)",
-				"accept":        "application/json",
-			},
-		}},
-	}}
-}
-
-func socketPeer(ip string, port uint32) *authv3.AttributeContext_Peer {
-	return &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
-		SocketAddress: &corev3.SocketAddress{Address: ip, PortSpecifier: &corev3.SocketAddress_PortValue{PortValue: port}},
-	}}}
-}
-
 func withHTTP(h *authv3.AttributeContext_HttpRequest) *authv3.CheckRequest {
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Request: &authv3.AttributeContext_Request{Http: h}}}
 }
@@ -156,11 +127,11 @@ func fullCheckRequest() *authv3.CheckRequest {
 		"l": []any{"a", 2.0, map[string]any{"deep": []any{"x"}}},
 	})
 	typed, _ := anypb.New(meta)
-	dst := socketPeer("2001:db8::1", 0)
+	dst := envoytest.SocketPeer("2001:db8::1", 0)
 	dst.GetAddress().GetSocketAddress().PortSpecifier = &corev3.SocketAddress_NamedPort{NamedPort: "https"}
 	dst.Service, dst.Principal, dst.Certificate = "backend", "spiffe://cluster.local/ns/x/sa/y", "-----BEGIN CERTIFICATE-----"
 	dst.Labels = map[string]string{"app": "sales", "ünïcode": "välue"}
-	src := socketPeer("10.0.0.7", 40000)
+	src := envoytest.SocketPeer("10.0.0.7", 40000)
 	src.GetAddress().GetSocketAddress().Protocol = corev3.SocketAddress_UDP
 	src.GetAddress().GetSocketAddress().Ipv4Compat = true
 	return &authv3.CheckRequest{Attributes: &authv3.AttributeContext{
@@ -201,18 +172,18 @@ func viewCases() []struct {
 		name string
 		req  *authv3.CheckRequest
 	}{
-		{"load", loadCheckRequest("kg_live_4f9c2a_0123456789abcdef0123456789abcdef")},
+		{"load", envoytest.CheckRequest("kg_live_4f9c2a_0123456789abcdef0123456789abcdef")},
 		{"empty", &authv3.CheckRequest{}},
 		{"empty attributes", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{}}},
-		{"no http", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Source: socketPeer("10.0.0.1", 1)}}},
+		{"no http", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Source: envoytest.SocketPeer("10.0.0.1", 1)}}},
 		{"id only", withHTTP(&authv3.AttributeContext_HttpRequest{Id: "envoy-id", Method: "GET", Path: "/"})},
 		{"x-request-id wins", withHTTP(&authv3.AttributeContext_HttpRequest{Id: "envoy-id", Headers: map[string]string{"x-request-id": "hdr"}})},
 		{"empty x-request-id", withHTTP(&authv3.AttributeContext_HttpRequest{Id: "envoy-id", Headers: map[string]string{"x-request-id": ""}})},
 		{"endpoint", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{ContextExtensions: map[string]string{"a": "b", authz.ContextEndpointKey: "orders", "z": ""}}}},
 		{"other extensions", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{ContextExtensions: map[string]string{"keygate": "x"}}}},
-		{"pipe source", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Source: pipe, Destination: socketPeer("10.0.0.2", 2)}}},
+		{"pipe source", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Source: pipe, Destination: envoytest.SocketPeer("10.0.0.2", 2)}}},
 		{"internal source", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Source: internal}}},
-		{"ipv6 source", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Source: socketPeer("::1", 443)}}},
+		{"ipv6 source", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Source: envoytest.SocketPeer("::1", 443)}}},
 		{"source without address", &authv3.CheckRequest{Attributes: &authv3.AttributeContext{Source: &authv3.AttributeContext_Peer{Service: "s"}}}},
 		{"header_map", withHTTP(&authv3.AttributeContext_HttpRequest{Method: "GET", Path: "/", Id: "i", HeaderMap: rawHeaders})},
 		{"headers and header_map", withHTTP(&authv3.AttributeContext_HttpRequest{Headers: map[string]string{"authorization": "Bearer map"}, HeaderMap: rawHeaders})},
@@ -678,7 +649,7 @@ func TestDecodedHeaders(t *testing.T) {
 		}
 		return v.Headers
 	}
-	data, _ := proto.Marshal(loadCheckRequest("k"))
+	data, _ := proto.Marshal(envoytest.CheckRequest("k"))
 	if h, ok := decode(data).(*viewHeaders); !ok || len(h.fields) != 8 {
 		t.Errorf("load request: headers %T, want 8 scanned in place", h)
 	}
@@ -700,7 +671,7 @@ func TestDecodedHeaders(t *testing.T) {
 // TestDecodeCheckRequestCopies: the view does not share data, which gRPC
 // reuses.
 func TestDecodeCheckRequestCopies(t *testing.T) {
-	data, _ := proto.Marshal(loadCheckRequest("k"))
+	data, _ := proto.Marshal(envoytest.CheckRequest("k"))
 	var v checkView
 	if err := decodeCheckRequest(data, &v); err != nil {
 		t.Fatal(err)
@@ -712,7 +683,7 @@ func TestDecodeCheckRequestCopies(t *testing.T) {
 }
 
 func TestDecodeCheckRequestAllocations(t *testing.T) {
-	data, _ := proto.Marshal(loadCheckRequest("kg_live_4f9c2a_0123456789abcdef0123456789abcdef"))
+	data, _ := proto.Marshal(envoytest.CheckRequest("kg_live_4f9c2a_0123456789abcdef0123456789abcdef"))
 	var v checkView
 	// The copy of data and the headers.
 	if n := testing.AllocsPerRun(100, func() { _ = decodeCheckRequest(data, &v) }); n > 2 {
@@ -745,7 +716,7 @@ func FuzzDecodeCheckRequest(f *testing.F) {
 }
 
 func BenchmarkDecodeCheckRequest(b *testing.B) {
-	data, err := proto.Marshal(loadCheckRequest("kg_live_4f9c2a_0123456789abcdef0123456789abcdef"))
+	data, err := proto.Marshal(envoytest.CheckRequest("kg_live_4f9c2a_0123456789abcdef0123456789abcdef"))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -791,7 +762,7 @@ api_keys:
 	st.Publish(snap)
 	c, _ := cache.New(64, time.Minute)
 	a := authz.New(st, c)
-	req := loadCheckRequest(key)
+	req := envoytest.CheckRequest(key)
 	req.Attributes.Request.Http.Headers["x-keygate-user"] = "spoof"
 	req.Attributes.Request.Http.Headers["x-keygate-anything"] = "spoof"
 	data, _ := proto.Marshal(req)
