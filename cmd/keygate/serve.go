@@ -150,6 +150,18 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("--grpc-recv-budget: %w", err)
 	}
+	for _, g := range []prometheus.Collector{
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keygate_grpc_recv_calls_reading",
+			Help: "gRPC calls holding a share of --grpc-recv-budget: reading, deciding and answering their request."},
+			func() float64 { return float64(budget.InUse()) }),
+		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keygate_grpc_recv_calls_waiting",
+			Help: "gRPC calls waiting for a share of --grpc-recv-budget before their request is read."},
+			func() float64 { return float64(budget.Waiting()) }),
+	} {
+		if err := reg.Register(g); err != nil {
+			return fmt.Errorf("register metrics: %w", err)
+		}
+	}
 	grpcSrv := grpc.NewServer(grpc.ForceServerCodecV2(server.Codec{}),
 		grpc.MaxConcurrentStreams(uint32(cfg.maxStreams)), grpc.MaxRecvMsgSize(cfg.maxRecvMsg),
 		// Static windows: a call waiting for the budget has at most one

@@ -14,19 +14,14 @@ import (
 // the server is quiet, ReturnMemory collects and returns what it no longer
 // needs at once, and a pod's RSS goes back down within seconds.
 
-// Quiet means no unary call reserved or waited at a tick and less than
-// quietAllocs bytes were allocated since the one before.
-const (
-	quietAllocs = 1 << 20
-	// Less than this above the live heap is left to the runtime.
-	returnAbove = 32 << 20
-)
+// returnAbove is how much more than after the last return the runtime may
+// hold before it is given back.
+const returnAbove = 32 << 20
 
 // memSample is what the runtime reports that ReturnMemory decides on.
 type memSample struct {
 	allocs   uint64 // bytes allocated since the process started
 	mapped   uint64 // bytes the runtime holds from the OS, less what it returned
-	live     uint64 // the heap marked live by the last collection
 	inFlight bool   // a unary call reserved or waited
 }
 
@@ -34,7 +29,6 @@ var memMetrics = []string{
 	"/gc/heap/allocs:bytes",
 	"/memory/classes/total:bytes",
 	"/memory/classes/heap/released:bytes",
-	"/gc/heap/live:bytes",
 }
 
 func readMem(b *RecvBudget) memSample {
@@ -52,16 +46,21 @@ func readMem(b *RecvBudget) memSample {
 	return memSample{
 		allocs:   v(0),
 		mapped:   v(1) - v(2),
-		live:     v(3),
 		inFlight: b.InUse() > 0 || b.Waiting() > 0,
 	}
 }
 
-// shouldReturn says whether to give memory back now: the server is quiet
-// and holds more than returnAbove beyond its live heap.
-func shouldReturn(prev, cur memSample) bool {
-	quiet := !cur.inFlight && cur.allocs-prev.allocs < quietAllocs
-	return quiet && cur.mapped > cur.live+returnAbove
+// shouldReturn says whether to give memory back now: the runtime holds
+// returnAbove more than it kept after the last return (kept; 0 before the
+// first), and the server is quiet: no call reserves or waits, and it
+// allocated less since the last tick than an eighth of the excess, which
+// it is therefore not about to reuse. (The live heap the runtime reports is
+// the last collection's: after a burst, the burst's, so it is no guide.)
+func shouldReturn(prev, cur memSample, kept uint64) bool {
+	if cur.inFlight || cur.mapped <= kept+returnAbove {
+		return false
+	}
+	return cur.allocs-prev.allocs < (cur.mapped-kept)/8
 }
 
 // ReturnMemory checks every interval until ctx ends, and returns memory to
@@ -72,6 +71,7 @@ func ReturnMemory(ctx context.Context, b *RecvBudget, every time.Duration, freed
 	t := time.NewTicker(every)
 	defer t.Stop()
 	prev := readMem(b)
+	var kept uint64
 	for {
 		select {
 		case <-ctx.Done():
@@ -79,7 +79,7 @@ func ReturnMemory(ctx context.Context, b *RecvBudget, every time.Duration, freed
 		case <-t.C:
 		}
 		cur := readMem(b)
-		if shouldReturn(prev, cur) {
+		if shouldReturn(prev, cur, kept) {
 			// Pooled buffers (gRPC's among them) outlive one collection
 			// in sync.Pool's victim cache: the second one frees them.
 			runtime.GC()
@@ -88,7 +88,7 @@ func ReturnMemory(ctx context.Context, b *RecvBudget, every time.Duration, freed
 			if freed != nil {
 				freed(cur.mapped, after.mapped)
 			}
-			cur = after
+			cur, kept = after, after.mapped
 		}
 		prev = cur
 	}

@@ -161,14 +161,17 @@ func TestShouldReturn(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		cur  memSample
+		kept uint64 // after the last return
 		want bool
 	}{
-		{"quiet, holding far more than the live heap", memSample{allocs: 1000 * mib, mapped: 400 * mib, live: 20 * mib}, true},
-		{"quiet, holding a little more", memSample{allocs: 1000 * mib, mapped: 50 * mib, live: 20 * mib}, false},
-		{"a call in flight", memSample{allocs: 1000 * mib, mapped: 400 * mib, live: 20 * mib, inFlight: true}, false},
-		{"allocating", memSample{allocs: 1010 * mib, mapped: 400 * mib, live: 20 * mib}, false},
+		{"quiet after a burst", memSample{allocs: 1000 * mib, mapped: 400 * mib}, 50 * mib, true},
+		{"quiet after the first policy load", memSample{allocs: 1000 * mib, mapped: 270 * mib}, 0, true},
+		{"a little more than after the last return", memSample{allocs: 1000 * mib, mapped: 70 * mib}, 50 * mib, false},
+		{"a call in flight", memSample{allocs: 1000 * mib, mapped: 400 * mib, inFlight: true}, 50 * mib, false},
+		{"light traffic: a scrape, a few checks", memSample{allocs: 1002 * mib, mapped: 400 * mib}, 50 * mib, true},
+		{"allocating fast: about to reuse it", memSample{allocs: 1100 * mib, mapped: 400 * mib}, 50 * mib, false},
 	} {
-		if got := shouldReturn(prev, c.cur); got != c.want {
+		if got := shouldReturn(prev, c.cur, c.kept); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}

@@ -16,6 +16,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -125,8 +126,9 @@ func run() error {
 
 	// Sample every 50ms until the burst and its aftermath are over.
 	type sample struct {
-		at time.Duration
-		st procStatus
+		at               time.Duration
+		st               procStatus
+		reading, waiting float64 // keygate_grpc_recv_calls_*, when keygate has them
 	}
 	var (
 		smu     sync.Mutex
@@ -141,7 +143,8 @@ func run() error {
 		defer t.Stop()
 		for {
 			smu.Lock()
-			samples = append(samples, sample{time.Since(start), readStatus(pid)})
+			r, w := recvGauges(adminAddr)
+			samples = append(samples, sample{time.Since(start), readStatus(pid), r, w})
 			smu.Unlock()
 			select {
 			case <-stopSampling:
@@ -210,11 +213,14 @@ func run() error {
 	close(stopSampling)
 	<-sampled
 	var peak sample
+	var reading, waiting float64
 	for _, s := range samples {
 		if s.st.rss > peak.st.rss {
 			peak = s
 		}
+		reading, waiting = max(reading, s.reading), max(waiting, s.waiting)
 	}
+	fmt.Printf("most gRPC calls seen reading at once %v, waiting %v (keygate_grpc_recv_calls_*)\n", reading, waiting)
 	fmt.Printf("peak VmRSS sampled %s at %v; VmHWM %s\n", mib(peak.st.rss), peak.at.Round(time.Millisecond), mib(readStatus(pid).hwm))
 	if !strings.Contains(out.String(), "keygate started") {
 		fmt.Printf("keygate output:\n%s\n", out.String())
@@ -259,6 +265,31 @@ func readStatus(pid int) procStatus {
 		}
 	}
 	return st
+}
+
+// recvGauges reads keygate_grpc_recv_calls_reading and _waiting from
+// /metrics; zero when absent.
+func recvGauges(admin string) (reading, waiting float64) {
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		return 0, 0
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		v, _ := strconv.ParseFloat(f[1], 64)
+		switch f[0] {
+		case "keygate_grpc_recv_calls_reading":
+			reading = v
+		case "keygate_grpc_recv_calls_waiting":
+			waiting = v
+		}
+	}
+	return reading, waiting
 }
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
