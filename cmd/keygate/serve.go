@@ -104,6 +104,13 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	budget, err := server.NewRecvBudget(int64(cfg.recvBudget), int64(cfg.maxRecvMsg))
+	if err != nil {
+		return fmt.Errorf("--grpc-recv-budget: %w", err)
+	}
+	if cfg.idleTimeout <= 0 { // net/http would keep idle connections for ever
+		return fmt.Errorf("--http-idle-timeout must be positive, not %v", cfg.idleTimeout)
+	}
 	log, err := newLogger(cfg.logFormat, cfg.logLevel, stderr)
 	if err != nil {
 		return err
@@ -145,10 +152,6 @@ func serve(args []string, stderr io.Writer) error {
 	grpcLis, err := net.Listen("tcp", cfg.grpcAddr)
 	if err != nil {
 		return fmt.Errorf("listen grpc: %w", err)
-	}
-	budget, err := server.NewRecvBudget(int64(cfg.recvBudget), int64(cfg.maxRecvMsg))
-	if err != nil {
-		return fmt.Errorf("--grpc-recv-budget: %w", err)
 	}
 	for _, g := range []prometheus.Collector{
 		prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "keygate_grpc_recv_calls_reading",
