@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -16,6 +15,7 @@ import (
 
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/policy"
+	"github.com/keygate/keygate/test/internal/harness"
 )
 
 // realm is the policy's WWW-Authenticate realm.
@@ -34,16 +34,11 @@ type fixture struct {
 	unknownKey credential // well-formed, not in the policy
 }
 
+// newCredential makes a key in keygate's format, registered as a secret
+// keygate must never print.
 func newCredential(t *testing.T) credential {
 	t.Helper()
-	id, err := apikey.NewID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	secret, err := apikey.New(id)
-	if err != nil {
-		t.Fatal(err)
-	}
+	id, secret := harness.NewAPIKey(t)
 	return credential{id: id, secret: secret}
 }
 
@@ -110,68 +105,23 @@ sessions:
 `, realm, f.orgKey.id, digest(f.orgKey), f.tenantKey.id, digest(f.tenantKey), f.session.id, digest(f.session))
 }
 
-// keygate is a running keygate process.
-type keygate struct {
-	*process
-	grpcAddr, httpAddr, adminAddr string
-}
-
 // startKeygate writes the policy to a temp dir and serves it on free loopback
 // ports, logging every decision (the log goes to the test log on failure).
-// extra are further serve flags.
-func startKeygate(t *testing.T, f *fixture, name string, extra ...string) *keygate {
+// extra are further serve flags. When the test ends keygate is stopped and
+// must exit 0.
+func startKeygate(t *testing.T, f *fixture, name string, extra ...string) *harness.Keygate {
 	t.Helper()
-	dir := t.TempDir()
-	pol := filepath.Join(dir, "policy.yaml")
+	pol := filepath.Join(t.TempDir(), "policy.yaml")
 	if err := os.WriteFile(pol, []byte(f.policyYAML()), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var kg *keygate
-	startWithRetry(t, name, func() (*process, error) {
-		k := &keygate{
-			grpcAddr:  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-			httpAddr:  fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-			adminAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-		}
-		args := append([]string{"serve", "--policy", pol,
-			"--grpc-addr", k.grpcAddr, "--http-addr", k.httpAddr, "--admin-addr", k.adminAddr,
-			"--log-format", "console", "--decision-log", "all", "--drain-timeout", "1s"}, extra...)
-		cmd := exec.Command(keygateBin, args...)
-		cmd.Env = hermeticEnv()
-		p, err := startProcess(t, name, cmd)
-		if err != nil {
-			return nil, err
-		}
-		k.process = p
-		client := &http.Client{Timeout: time.Second}
-		err = waitReady(p, func() bool {
-			resp, err := client.Get("http://" + k.adminAddr + "/readyz")
-			if err != nil {
-				return false
-			}
-			resp.Body.Close()
-			return resp.StatusCode == http.StatusOK
-		})
-		if err != nil {
-			return p, err
-		}
-		kg = k
-		return p, nil
+	return harness.Serve(t, harness.Options{
+		Name:        name,
+		HTTP:        true,
+		StopTimeout: 5 * time.Second,
+		Args: append([]string{"--policy", pol, "--log-format", "console",
+			"--decision-log", "all", "--drain-timeout", "1s"}, extra...),
 	})
-	return kg
-}
-
-// hermeticEnv is the test's environment without KEYGATE_* variables: keygate
-// reads every flag from KEYGATE_<FLAG> too, and a developer's
-// KEYGATE_HTTP_PATH_PREFIX must not change what this suite tests.
-func hermeticEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "KEYGATE_") {
-			env = append(env, kv)
-		}
-	}
-	return env
 }
 
 // echo is what the backend saw of one request.

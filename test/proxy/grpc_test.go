@@ -14,6 +14,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/keygate/keygate/test/internal/harness"
 )
 
 // envoyStatusOnError is what Envoy answers when the Check fails (keygate
@@ -27,9 +29,9 @@ const envoyStatusOnError = http.StatusServiceUnavailable
 // socket; an OK answer's headers are applied to the request as Envoy does
 // (set first, then headers_to_remove) and the request goes to the backend; a
 // denial is returned to the client as Envoy would.
-func grpcTarget(t *testing.T, kg *keygate, be *backend) *target {
+func grpcTarget(t *testing.T, kg *harness.Keygate, be *backend) *target {
 	t.Helper()
-	conn, err := grpc.NewClient(kg.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	conn, err := grpc.NewClient(kg.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 	if err != nil {
 		t.Fatalf("grpc client: %v", err)
 	}

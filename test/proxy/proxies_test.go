@@ -2,12 +2,14 @@ package proxy
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"testing"
 	"text/template"
+	"time"
+
+	"github.com/keygate/keygate/test/internal/harness"
 )
 
 // proxyConfig fills the templates in testdata.
@@ -36,36 +38,29 @@ func render(t *testing.T, name string, c proxyConfig, out string) string {
 	return path
 }
 
-// startNginx runs nginx in the foreground with everything it writes in a temp
-// dir, and returns the address it listens on. The config is logged on failure.
-func startNginx(t *testing.T, bin, keygateHTTP, backend string) string {
+// startNginx runs nginx (harness.Nginx) with testdata/nginx.conf.tmpl in
+// front of keygateHTTP and backend, and returns the address it listens on.
+func startNginx(t *testing.T, keygateHTTP, backend string) string {
 	t.Helper()
-	dir := t.TempDir()
-	var listen string
-	startWithRetry(t, "nginx", func() (*process, error) {
-		c := proxyConfig{Dir: dir, Listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), Keygate: keygateHTTP, Backend: backend}
-		conf := render(t, "nginx.conf.tmpl", c, "nginx.conf")
-		cmd := exec.Command(bin, "-c", conf, "-p", dir, "-e", filepath.Join(dir, "error.log"))
-		p, err := startProcess(t, "nginx", cmd, filepath.Join(dir, "error.log"), filepath.Join(dir, "access.log"), conf)
-		if err != nil {
-			return nil, err
-		}
-		listen = c.Listen
-		return p, waitReady(p, tcpReady(c.Listen))
+	return harness.Nginx(t, func(dir, listen string) string {
+		return render(t, "nginx.conf.tmpl", proxyConfig{Dir: dir, Listen: listen, Keygate: keygateHTTP, Backend: backend}, "nginx.conf")
 	})
-	return listen
 }
 
 // startCaddy runs Caddy with HOME and its XDG dirs in a temp dir (it writes
-// its autosave and storage there), and returns the address it listens on.
-// edit, if not nil, changes the rendered Caddyfile.
+// its autosave and storage there) until the test ends, and returns the
+// address it listens on. edit, if not nil, changes the rendered Caddyfile.
+// Its output and Caddyfile go to the test log if the test fails.
 func startCaddy(t *testing.T, name, bin, keygateHTTP, backend string, edit func(string) string) string {
 	t.Helper()
 	dir := t.TempDir()
 	var listen string
-	startWithRetry(t, name, func() (*process, error) {
-		c := proxyConfig{Dir: dir, Listen: fmt.Sprintf("127.0.0.1:%d", freePort(t)), Keygate: keygateHTTP, Backend: backend}
-		conf := render(t, "Caddyfile.tmpl", c, "Caddyfile")
+	harness.Retry(t, name, func() (*harness.Process, error) {
+		addr, err := harness.FreeAddr()
+		if err != nil {
+			return nil, err
+		}
+		conf := render(t, "Caddyfile.tmpl", proxyConfig{Dir: dir, Listen: addr, Keygate: keygateHTTP, Backend: backend}, "Caddyfile")
 		if edit != nil {
 			data, err := os.ReadFile(conf)
 			if err != nil {
@@ -81,12 +76,12 @@ func startCaddy(t *testing.T, name, bin, keygateHTTP, backend string, edit func(
 			"XDG_DATA_HOME="+filepath.Join(dir, "xdg-data"),
 			"XDG_CONFIG_HOME="+filepath.Join(dir, "xdg-config"),
 		)
-		p, err := startProcess(t, name, cmd, conf)
+		p, err := harness.StartProcess(name, cmd, conf)
 		if err != nil {
 			return nil, err
 		}
-		listen = c.Listen
-		return p, waitReady(p, tcpReady(c.Listen))
-	})
+		listen = addr
+		return p, p.WaitUntil(15*time.Second, harness.TCPReady(addr))
+	}).StopAtCleanup(t, 5*time.Second)
 	return listen
 }

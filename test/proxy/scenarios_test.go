@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/test/internal/harness"
 )
 
 // The identity headers keygate sets on an allowed request.
@@ -197,6 +199,19 @@ type outcome struct {
 	problems []string // protocol violations the target's runner saw
 }
 
+// lookupProxy finds a proxy's binary; the error is why its targets cannot
+// run. KEYGATE_SKIP_PROXIES=1 counts every proxy as missing.
+func lookupProxy(name string) (string, error) {
+	if skipProxies() {
+		return "", fmt.Errorf("KEYGATE_SKIP_PROXIES=1: not running %s", name)
+	}
+	bin, err := harness.LookPath(name)
+	if err != nil {
+		return "", fmt.Errorf("%w: `make test-deps` installs it (apt-get install nginx caddy)", err)
+	}
+	return bin, nil
+}
+
 // target is something keygate decides for: a proxy, or Envoy played by a
 // gRPC client.
 type target struct {
@@ -222,19 +237,19 @@ func TestProxies(t *testing.T) {
 	kg := startKeygate(t, f, "keygate", "--http-original-request", "x-original") // gRPC and nginx
 
 	targets := []*target{grpcTarget(t, kg, be)}
-	keygates := []*keygate{kg}
-	nginx, nginxErr := lookupProxy("nginx")
+	keygates := []*harness.Keygate{kg}
+	_, nginxErr := lookupProxy("nginx")
 	caddy, caddyErr := lookupProxy("caddy")
 
 	tg := &target{name: "nginx", knownIdentityOnly: true}
 	if nginxErr != nil {
 		tg.missing = nginxErr.Error()
 	} else {
-		tg.do = httpTarget("http://" + startNginx(t, nginx, kg.httpAddr, be.addr()))
+		tg.do = httpTarget("http://" + startNginx(t, kg.HTTPAddr, be.addr()))
 	}
 	targets = append(targets, tg)
 
-	var kgCaddy *keygate
+	var kgCaddy *harness.Keygate
 	if caddyErr == nil {
 		kgCaddy = startKeygate(t, f, "keygate-caddy", "--http-original-request", "x-forwarded")
 		keygates = append(keygates, kgCaddy)
@@ -243,7 +258,7 @@ func TestProxies(t *testing.T) {
 	if caddyErr != nil {
 		tg.missing = caddyErr.Error()
 	} else {
-		tg.do = httpTarget("http://" + startCaddy(t, "caddy", caddy, kgCaddy.httpAddr, be.addr(), nil))
+		tg.do = httpTarget("http://" + startCaddy(t, "caddy", caddy, kgCaddy.HTTPAddr, be.addr(), nil))
 	}
 	targets = append(targets, tg)
 
@@ -256,7 +271,7 @@ func TestProxies(t *testing.T) {
 		tg.missing = caddyErr.Error()
 	} else {
 		const strip = "\t\trequest_header -X-Original-*\n"
-		addr := startCaddy(t, "caddy-unstripped", caddy, kgCaddy.httpAddr, be.addr(), func(conf string) string {
+		addr := startCaddy(t, "caddy-unstripped", caddy, kgCaddy.HTTPAddr, be.addr(), func(conf string) string {
 			if !strings.Contains(conf, strip) {
 				t.Fatalf("Caddyfile.tmpl has no %q line to remove", strip)
 			}
@@ -275,7 +290,7 @@ func TestProxies(t *testing.T) {
 	} else {
 		auto := startKeygate(t, f, "keygate-auto", "--http-original-request", "auto")
 		keygates = append(keygates, auto)
-		tg.do = httpTarget("http://" + startNginx(t, nginx, auto.httpAddr, be.addr()))
+		tg.do = httpTarget("http://" + startNginx(t, auto.HTTPAddr, be.addr()))
 	}
 	targets = append(targets, tg)
 	t.Logf("keygate, backend and proxies up in %v", time.Since(start).Round(time.Millisecond))
@@ -284,9 +299,9 @@ func TestProxies(t *testing.T) {
 	run := func(t *testing.T, tg *target, down bool) {
 		if tg.missing != "" {
 			if skipProxies() {
-				t.Skipf("KEYGATE_SKIP_PROXIES=1: %s", tg.missing)
+				t.Skip(tg.missing)
 			}
-			t.Fatal(tg.missing)
+			harness.Missing(t, tg.missing)
 		}
 		for _, sc := range table {
 			if sc.keygateDown != down {
@@ -301,7 +316,7 @@ func TestProxies(t *testing.T) {
 
 	// Last: keygate goes away, and every target must refuse.
 	for _, k := range keygates {
-		k.stop()
+		_ = k.Stop() // a fault in the stop fails the test when it ends (harness.Serve)
 	}
 	for _, tg := range targets {
 		t.Run("keygate_down/"+tg.name, func(t *testing.T) {

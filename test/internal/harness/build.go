@@ -47,7 +47,7 @@ func build() (string, error) {
 	cleanupMu.Unlock()
 	bin := filepath.Join(dir, "keygate")
 	args := []string{"build", "-o", bin}
-	if os.Getenv("KEYGATE_TEST_RACE") == "1" {
+	if RaceBuild() {
 		args = append(args, "-race")
 	}
 	args = append(args, "./cmd/keygate")
@@ -58,6 +58,11 @@ func build() (string, error) {
 	}
 	return bin, nil
 }
+
+// RaceBuild reports whether Binary builds keygate with the race detector
+// (KEYGATE_TEST_RACE=1), which makes it slower and its memory mostly the
+// detector's.
+func RaceBuild() bool { return os.Getenv("KEYGATE_TEST_RACE") == "1" }
 
 // ModuleRoot is the directory of keygate's go.mod, found upwards from the
 // working directory (a test's is its package directory).

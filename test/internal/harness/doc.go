@@ -6,7 +6,10 @@
 // /readyz, captures everything keygate prints (Output: lines, WaitLine),
 // stops it with SIGTERM and reports a fault (an early or non-zero exit, a
 // panic, a data race). Every raw secret a test gives keygate is registered
-// (RegisterSecret); Main fails the run if any keygate printed one.
+// (RegisterSecret); Main fails the run if any keygate printed one. Run runs
+// a keygate command to completion (`policy validate`, a serve that must
+// refuse to start) under the same rules; RawCodec sends a CheckRequest as
+// the bytes it is. KEYGATE_TEST_RACE=1 builds keygate with -race.
 //
 // Real components: Nginx, and KubeCluster (etcd and kube-apiserver, shared by
 // a suite). They install nothing (hack/test-deps.sh does): without their

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -237,6 +238,12 @@ func TestStopReportsFaults(t *testing.T) {
 		{"clean exit on SIGTERM", `trap 'exit 0' TERM; while :; do sleep 0.02; done`, nil, ""},
 		{"exit 2 on SIGTERM", `trap 'exit 2' TERM; while :; do sleep 0.02; done`, nil, "exited with exit status 2 after SIGTERM, want status 0"},
 		{"died on its own", `exit 1`, func(k *Keygate) { <-k.Done() }, "keygate exited before it was stopped (exit status 1)"},
+		{"exit 0 on SIGHUP, a reload", `trap 'exit 0' HUP; while :; do sleep 0.02; done`, func(k *Keygate) {
+			if err := k.Signal(syscall.SIGHUP); err != nil {
+				t.Fatal(err)
+			}
+			<-k.Done()
+		}, "keygate exited before it was stopped (<nil>)"},
 		{"exit the test waited for", `echo no policy; exit 1`, func(k *Keygate) {
 			if err := k.WaitExit(5 * time.Second); err != nil {
 				t.Fatal(err)
@@ -304,6 +311,17 @@ func TestKeygate(t *testing.T) {
 	if err := os.WriteFile(bad, []byte("version: 99\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	if r := Run(t, 30*time.Second, "policy", "validate", policy); r.Code != 0 {
+		t.Errorf("keygate policy validate of a good policy: exit %d, output %q", r.Code, r.Out.String())
+	}
+	r := Run(t, 30*time.Second, "policy", "validate", bad)
+	stdout, stderr, out := r.Stdout.String(), r.Stderr.String(), r.Out.String()
+	if r.Code != 1 || !strings.Contains(stdout, "bad.yaml:1:") || strings.Contains(stdout, "not a valid policy") ||
+		!strings.Contains(stderr, "not a valid policy") || strings.Contains(stderr, "bad.yaml:1:") ||
+		!strings.Contains(out, stdout) || !strings.Contains(out, stderr) {
+		t.Errorf("keygate policy validate of a bad policy: exit %d, stdout %q, stderr %q, out %q; "+
+			"want 1, the problem on stdout, the verdict on stderr, both in Out", r.Code, stdout, stderr, out)
+	}
 	refused := Serve(t, Options{NoWait: true, Args: []string{"--policy", bad}})
 	if err := refused.WaitExit(30 * time.Second); err != nil {
 		t.Fatal(err)
@@ -348,5 +366,21 @@ http {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		t.Errorf("nginx answered %d, want 200", resp.StatusCode)
+	}
+}
+
+func TestRawCodec(t *testing.T) {
+	// Not UTF-8, which the generated marshaler would refuse in a string.
+	msg := []byte{0x0a, 0x02, 0xff, 0xfe}
+	data, err := RawCodec{}.Marshal(&msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []byte
+	if err := (RawCodec{}).Unmarshal(data, &got); err != nil || !slices.Equal(got, msg) {
+		t.Errorf("RawCodec round trip = %x, %v; want the bytes unchanged, %x", got, err, msg)
+	}
+	if n := (RawCodec{}).Name(); n != "proto" {
+		t.Errorf("Name = %q; want proto, the content-subtype keygate serves", n)
 	}
 }

@@ -106,9 +106,12 @@ func (p *Process) ExitError() error {
 	return fmt.Errorf("%s exited: %v; output ends:\n%s", p.Name, p.waitErr, p.Out.Tail(40))
 }
 
-// Signal sends sig; the process's exit is then no surprise.
+// Signal sends sig; the process's exit is then no surprise, except after
+// SIGHUP, which asks a daemon (keygate, nginx) to reload and live on.
 func (p *Process) Signal(sig os.Signal) error {
-	p.signaled.Store(true)
+	if sig != syscall.SIGHUP {
+		p.signaled.Store(true)
+	}
 	return p.Cmd.Process.Signal(sig)
 }
 
