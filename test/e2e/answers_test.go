@@ -19,6 +19,7 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
 	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/test/internal/harness"
 )
 
 // answersEndpoints are the endpoints of TestAnswersGRPCAndHTTP's policy.
@@ -148,11 +149,11 @@ func TestAnswersGRPCAndHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	registerSecret(unknownKG, "unlisted key "+unknownID)
+	harness.RegisterSecret(unknownKG, "unlisted key "+unknownID)
 	unknownForeign := unlistedSecret(randomToken(t, "nokey"), "unlisted foreign key")
 	last := kTenant.Raw[len(kTenant.Raw)-1]
 	badChecksum := kTenant.Raw[:len(kTenant.Raw)-1] + map[bool]string{true: "A", false: "B"}[last != 'A']
-	registerSecret(badChecksum, "key with bad checksum")
+	harness.RegisterSecret(badChecksum, "key with bad checksum")
 
 	text := renderPolicy(answersEndpoints,
 		[]cred{kTenant, kEU, kGlobex, kAdmin, kExpired, kDisabled, kForeign},
@@ -783,7 +784,7 @@ func TestHealth(t *testing.T) {
 		}
 	}
 	for _, path := range []string{"/healthz", "/readyz"} {
-		if code, body := p.admin(path); code != 200 {
+		if code, body := p.Admin(path); code != 200 {
 			t.Errorf("%s: %d %q, want 200", path, code, body)
 		}
 	}

@@ -147,7 +147,7 @@ func TestHardeningRepeatedHeaders(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			req, err := http.NewRequest("GET", "http://"+p.httpAddr+c.path, nil)
+			req, err := http.NewRequest("GET", "http://"+p.HTTPAddr+c.path, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -227,7 +227,7 @@ func TestHardeningDecisionLogNamesTheDenied(t *testing.T) {
 			}
 			var line map[string]any
 			if _, ok := poll(5*time.Second, func() bool {
-				for _, l := range p.out.lines() {
+				for _, l := range p.Out.Lines() {
 					if !strings.Contains(l, `"decision_id":"`+id+`"`) {
 						continue
 					}
@@ -236,7 +236,7 @@ func TestHardeningDecisionLogNamesTheDenied(t *testing.T) {
 				}
 				return false
 			}); !ok {
-				t.Fatalf("no decision log line for %s in:\n%s", id, tail(p.out.String(), 20))
+				t.Fatalf("no decision log line for %s in:\n%s", id, p.Out.Tail(20))
 			}
 			for k, want := range c.want {
 				if got, _ := line[k].(string); got != want {

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"os"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -17,9 +15,10 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/keygate/keygate/test/internal/harness"
 )
 
 // TestMemoryBurstBoundedAndReturned: 40 concurrent 9 MB CheckRequests are
@@ -33,12 +32,11 @@ func TestMemoryBurstBoundedAndReturned(t *testing.T) {
 		peakMax  = 450 << 20 // bounded: ~230 MiB measured
 		returned = 64 << 20  // above the idle RSS, within 10s of the burst
 	)
-	if os.Getenv("KEYGATE_E2E_RACE") == "1" {
+	if harness.RaceBuild() {
 		t.Skip("a -race build's RSS is mostly the race detector's")
 	}
 	p := startKeygate(t, newPolicyFile(t, renderPolicy(simpleEndpoints, nil, nil)), "--decision-log", "denied")
-	pid := p.cmd.Process.Pid
-	idle, _ := procMemory(t, pid)
+	idle := p.memory(t).RSS
 
 	req, err := proto.Marshal(grpcRequest(answerCase{method: "GET", host: defaultHost, path: "/whoami",
 		headers: map[string]string{"x-filler": strings.Repeat("f", size)}}))
@@ -47,8 +45,9 @@ func TestMemoryBurstBoundedAndReturned(t *testing.T) {
 	}
 	var conns []*grpc.ClientConn
 	for range 4 {
-		c, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(memCodec{})))
+		// RawCodec: the 9 MB request is encoded once for every call.
+		c, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
+			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(harness.RawCodec{})))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -79,14 +78,14 @@ func TestMemoryBurstBoundedAndReturned(t *testing.T) {
 	for e := range errs {
 		t.Errorf("a 9 MB check without a key: %s, want a decision: UNAUTHENTICATED", e)
 	}
-	_, peak := procMemory(t, pid)
+	peak := p.memory(t).Peak
 	t.Logf("idle RSS %d MiB, peak RSS (VmHWM) %d MiB over %d concurrent %d MB checks", idle>>20, peak>>20, calls, size/1_000_000)
 	if peak > peakMax {
 		t.Errorf("peak RSS %d MiB, want under %d MiB: the bytes of requests in flight must be bounded", peak>>20, peakMax>>20)
 	}
 	var rss int64
 	took, ok := poll(10*time.Second, func() bool {
-		rss, _ = procMemory(t, pid)
+		rss = p.memory(t).RSS
 		return rss < idle+returned
 	})
 	if !ok {
@@ -104,8 +103,8 @@ func TestHTTPIdleConnectionsClosed(t *testing.T) {
 	t.Parallel()
 	p := startKeygate(t, newPolicyFile(t, renderPolicy(simpleEndpoints, nil, nil)), "--http-idle-timeout", "300ms")
 	for _, c := range []struct{ name, addr, path string }{
-		{"ext_authz HTTP", p.httpAddr, "/docs/a"},
-		{"admin", p.adminAddr, "/healthz"},
+		{"ext_authz HTTP", p.HTTPAddr, "/docs/a"},
+		{"admin", p.AdminAddr, "/healthz"},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			conn, err := net.Dial("tcp", c.addr)
@@ -137,40 +136,12 @@ func TestHTTPIdleConnectionsClosed(t *testing.T) {
 	}
 }
 
-// memCodec sends and receives messages as the bytes they already are, so
-// one 9 MB request is encoded once for every call.
-type memCodec struct{}
-
-func (memCodec) Name() string { return "proto" }
-
-func (memCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
-}
-
-func (memCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	*v.(*[]byte) = data.Materialize()
-	return nil
-}
-
-// procMemory returns VmRSS and VmHWM (the peak RSS) of pid, in bytes.
-func procMemory(t testing.TB, pid int) (rss, hwm int64) {
+// memory is keygate's RSS now and at its peak; the test fails without it.
+func (p *proc) memory(t testing.TB) harness.Memory {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	m, err := p.Memory()
 	if err != nil {
 		t.Fatalf("read keygate's memory: %v", err)
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			rss = kb << 10
-		case "VmHWM:":
-			hwm = kb << 10
-		}
-	}
-	return rss, hwm
+	return m
 }

@@ -5,6 +5,8 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"github.com/keygate/keygate/test/internal/harness"
 )
 
 // A key pasted where it does not belong is refused without being printed:
@@ -28,30 +30,30 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		fileLine := fmt.Sprintf("policy.yaml:%d", lineOf(t, broken, "expires_at: "))
 		writeAtomic(t, path, broken)
 
-		var st readyStatus
+		var st harness.ReadyStatus
 		if _, ok := poll(reloadDeadline, func() bool {
 			_, st = p.readyVerbose(t)
 			return !st.LastReloadOK
 		}); !ok {
 			t.Fatalf("policy with a key in expires_at not refused within %v: %+v", reloadDeadline, st)
 		}
-		_, body := p.admin("/readyz?verbose")
+		_, body := p.Admin("/readyz?verbose")
 		if strings.Contains(body, pasted.Raw) {
 			t.Errorf("/readyz?verbose shows the pasted key: %s", body)
 		}
 		if !strings.Contains(st.LastError, fileLine) || !strings.Contains(st.LastError, "RFC 3339") {
 			t.Errorf("last_error %q does not say %s and what is wrong", st.LastError, fileLine)
 		}
-		poll(reloadDeadline, func() bool { return strings.Contains(p.out.String(), fileLine) })
+		poll(reloadDeadline, func() bool { return strings.Contains(p.Out.String(), fileLine) })
 		var logged bool
-		for _, l := range p.out.lines() {
+		for _, l := range p.Out.Lines() {
 			if strings.Contains(l, pasted.Raw) {
 				t.Errorf("log shows the pasted key: %s", l)
 			}
 			logged = logged || strings.Contains(l, fileLine) && strings.Contains(l, "RFC 3339")
 		}
 		if !logged {
-			t.Errorf("no log line names %s and the bad time:\n%s", fileLine, tail(p.out.String(), 10))
+			t.Errorf("no log line names %s and the bad time:\n%s", fileLine, p.Out.Tail(10))
 		}
 	})
 
@@ -64,7 +66,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		var lines []string
 		poll(reloadDeadline, func() bool {
 			lines = lines[:0]
-			for _, l := range p.out.lines() {
+			for _, l := range p.Out.Lines() {
 				if strings.Contains(l, `"decision"`) && strings.Contains(l, stray.ID) {
 					lines = append(lines, l)
 				}
@@ -72,7 +74,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 			return len(lines) >= 3
 		})
 		if len(lines) < 3 {
-			t.Fatalf("want 3 decision lines naming %s (its public id stays), got:\n%s", stray.ID, tail(p.out.String(), 10))
+			t.Fatalf("want 3 decision lines naming %s (its public id stays), got:\n%s", stray.ID, p.Out.Tail(10))
 		}
 		for _, l := range lines {
 			if strings.Contains(l, stray.Raw) {
@@ -81,7 +83,7 @@ func TestSecretsNeverPrinted(t *testing.T) {
 		}
 	})
 
-	if code, _ := p.admin("/readyz"); code != http.StatusOK {
+	if code, _ := p.Admin("/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz: %d, want 200 (the last good policy keeps serving)", code)
 	}
 }

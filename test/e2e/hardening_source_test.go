@@ -1,14 +1,14 @@
 package e2e
 
 import (
-	"bytes"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/test/internal/harness"
 )
 
 // Fragments of a policy directory where the admin area is defined in one
@@ -85,7 +85,7 @@ func TestFragmentUnreadableKeepsAdminProtected(t *testing.T) {
 				_, st = p.readyVerbose(t)
 				return !st.LastReloadOK
 			}); !ok {
-				t.Fatalf("reload not refused within %v: %+v; output:\n%s", reloadDeadline, st, tail(p.out.String(), 20))
+				t.Fatalf("reload not refused within %v: %+v; output:\n%s", reloadDeadline, st, p.Out.Tail(20))
 			}
 			if opened > 0 {
 				t.Errorf("the admin area answered without a key %d times after its fragment broke", opened)
@@ -102,28 +102,14 @@ func TestFragmentUnreadableKeepsAdminProtected(t *testing.T) {
 			if got := p.httpStatus(t, "GET", "/admin/users", bearer(admin.Raw)); got != 200 {
 				t.Errorf("admin area with the admin key after the refused reload: %d, want 200", got)
 			}
-			if code, body := p.admin("/readyz"); code != 200 {
+			if code, body := p.Admin("/readyz"); code != 200 {
 				t.Errorf("/readyz with a refused reload: %d %q, want 200 (the last good policy serves)", code, body)
 			}
 
 			// keygate policy validate says the same of the directory.
-			cmd := exec.Command(keygateBin, "policy", "validate", dir)
-			cmd.Env = cleanEnv()
-			var out bytes.Buffer
-			cmd.Stdout, cmd.Stderr = &out, &out
-			validateDone := make(chan error, 1)
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			go func() { validateDone <- cmd.Wait() }()
-			select {
-			case err := <-validateDone:
-				if err == nil || !strings.Contains(out.String(), adminPath+": "+br.want) {
-					t.Errorf("keygate policy validate: %v, output:\n%s\nwant a failure naming %s", err, out.String(), adminPath)
-				}
-			case <-time.After(10 * time.Second):
-				_ = cmd.Process.Kill()
-				t.Errorf("keygate policy validate did not return within 10s")
+			r := harness.Run(t, 10*time.Second, "policy", "validate", dir)
+			if r.Code == 0 || !strings.Contains(r.Out.String(), adminPath+": "+br.want) {
+				t.Errorf("keygate policy validate: exit %d, output:\n%s\nwant a failure naming %s", r.Code, r.Out.String(), adminPath)
 			}
 
 			// Fixed: the watch is alive and the next change is loaded.
@@ -135,7 +121,7 @@ func TestFragmentUnreadableKeepsAdminProtected(t *testing.T) {
 				_, st = p.readyVerbose(t)
 				return st.LastReloadOK && st.Generation > gen0
 			}); !ok {
-				t.Fatalf("fixed fragment not loaded within %v: %+v; output:\n%s", reloadDeadline, st, tail(p.out.String(), 20))
+				t.Fatalf("fixed fragment not loaded within %v: %+v; output:\n%s", reloadDeadline, st, p.Out.Tail(20))
 			}
 			if got := p.httpStatus(t, "GET", "/admin/users", nil); got != 401 {
 				t.Errorf("admin area without a key after the fix: %d, want 401", got)
@@ -194,7 +180,7 @@ func TestInPlaceTwoPartWriteNeverServesFirstHalf(t *testing.T) {
 	})
 	if !ok {
 		_, st := p.readyVerbose(t)
-		t.Fatalf("the complete file was not loaded: %+v; output:\n%s", st, tail(p.out.String(), 20))
+		t.Fatalf("the complete file was not loaded: %+v; output:\n%s", st, p.Out.Tail(20))
 	}
 	t.Logf("the complete file was in force %v after its last write", latency.Round(time.Millisecond))
 	check()

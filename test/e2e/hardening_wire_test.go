@@ -14,26 +14,11 @@ import (
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/keygate/keygate/test/internal/harness"
 )
-
-// rawCodec sends and receives messages as the bytes they are: the
-// generated marshaler refuses strings that are not valid UTF-8, which
-// Envoy forwards in headers, paths and bodies.
-type rawCodec struct{}
-
-func (rawCodec) Name() string { return "proto" }
-
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
-}
-
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	*v.(*[]byte) = data.Materialize()
-	return nil
-}
 
 // checkRaw sends data as a CheckRequest and decodes the answer with the
 // generated (strict) type, as Envoy does: an answer Envoy could not parse
@@ -43,7 +28,7 @@ func checkRaw(t *testing.T, p *proc, data []byte) *authv3.CheckResponse {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var out []byte
-	err := p.grpcConn().Invoke(ctx, authv3.Authorization_Check_FullMethodName, &data, &out, grpc.ForceCodecV2(rawCodec{}))
+	err := p.grpcConn().Invoke(ctx, authv3.Authorization_Check_FullMethodName, &data, &out, grpc.ForceCodecV2(harness.RawCodec{}))
 	if err != nil {
 		t.Fatalf("Check: %v (a request that reached keygate must be decided, never answered with an RPC error)", err)
 	}
@@ -160,7 +145,7 @@ func TestHTTPAsteriskDecided(t *testing.T) {
 	t.Parallel()
 	p := startKeygate(t, newPolicyFile(t, renderPolicy("endpoints:\n  - {name: all, match: {path: \"/**\"}, anonymous: true}\n", nil, nil)))
 	for _, method := range []string{"OPTIONS", "GET"} {
-		resp, body := rawHTTP(t, p.httpAddr, method+" * HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n")
+		resp, body := rawHTTP(t, p.HTTPAddr, method+" * HTTP/1.1\r\nHost: api.example.com\r\nConnection: close\r\n\r\n")
 		if resp.StatusCode != http.StatusForbidden || !strings.Contains(body, `"forbidden"`) {
 			t.Errorf("%s *: %d %q, want keygate's 403", method, resp.StatusCode, body)
 		}

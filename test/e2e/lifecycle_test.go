@@ -2,48 +2,33 @@ package e2e
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"net/http"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
+
+	"github.com/keygate/keygate/test/internal/harness"
 )
 
-// runKeygate runs keygate to completion (at most timeout) and returns its
-// exit code, stderr and how long it ran.
-func runKeygate(t *testing.T, timeout time.Duration, args ...string) (int, string, time.Duration) {
+// listenFlags are serve's three listen flags on free loopback ports, for a
+// keygate run to completion (harness.Run) that must refuse to start.
+func listenFlags(t *testing.T) []string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), timeout)
-	defer cancel()
-	stdout, stderr := newCapture(t.Name()+" stdout"), newCapture(t.Name()+" stderr")
-	cmd := exec.CommandContext(ctx, keygateBin, args...)
-	cmd.Env = cleanEnv()
-	cmd.Stdout, cmd.Stderr = stdout, stderr
-	start := time.Now()
-	err := cmd.Run()
-	took := time.Since(start)
-	if ctx.Err() != nil {
-		t.Fatalf("keygate %s still running after %v; stderr:\n%s", strings.Join(args, " "), timeout, stderr.String())
+	addrs, err := harness.FreeAddrs(3)
+	if err != nil {
+		t.Fatal(err)
 	}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-		return 0, stderr.String(), took
-	case errors.As(err, &ee):
-		return ee.ExitCode(), stderr.String(), took
-	}
-	t.Fatalf("run keygate: %v", err)
-	return 0, "", 0
+	return []string{"--grpc-addr", addrs[0], "--http-addr", addrs[1], "--admin-addr", addrs[2]}
 }
 
 func lastLine(s string) string {
@@ -60,9 +45,8 @@ func TestStartupWithInvalidPolicy(t *testing.T) {
 		broken := strings.Replace(good, "    require: [api_key]\n", "    require: [api_key]\n    requires: [session]\n", 1)
 		line := lineOf(t, broken, "requires: [session]")
 		path := newPolicyFile(t, broken)
-		addrs := freePorts(t, 3)
-		code, stderr, took := runKeygate(t, 10*time.Second, "serve", "--policy", path,
-			"--grpc-addr", addrs[0], "--http-addr", addrs[1], "--admin-addr", addrs[2])
+		r := harness.Run(t, 10*time.Second, append([]string{"serve", "--policy", path}, listenFlags(t)...)...)
+		code, stderr, took := r.Code, r.Stderr.String(), r.Took
 		if code == 0 {
 			t.Fatalf("keygate exited 0 with a broken policy; stderr:\n%s", stderr)
 		}
@@ -81,9 +65,8 @@ func TestStartupWithInvalidPolicy(t *testing.T) {
 	t.Run("missing policy file", func(t *testing.T) {
 		t.Parallel()
 		path := filepath.Join(t.TempDir(), "nope.yaml")
-		addrs := freePorts(t, 3)
-		code, stderr, _ := runKeygate(t, 10*time.Second, "serve", "--policy", path,
-			"--grpc-addr", addrs[0], "--http-addr", addrs[1], "--admin-addr", addrs[2])
+		r := harness.Run(t, 10*time.Second, append([]string{"serve", "--policy", path}, listenFlags(t)...)...)
+		code, stderr := r.Code, r.Stderr.String()
 		last := lastLine(stderr)
 		if code == 0 || !strings.HasPrefix(last, "keygate: load policy:") || !strings.Contains(last, path) {
 			t.Errorf("exit %d, last stderr line %q; want non-zero and a load policy error naming %s", code, last, path)
@@ -91,9 +74,8 @@ func TestStartupWithInvalidPolicy(t *testing.T) {
 	})
 	t.Run("no --policy", func(t *testing.T) {
 		t.Parallel()
-		addrs := freePorts(t, 3)
-		code, stderr, _ := runKeygate(t, 10*time.Second, "serve",
-			"--grpc-addr", addrs[0], "--http-addr", addrs[1], "--admin-addr", addrs[2])
+		r := harness.Run(t, 10*time.Second, append([]string{"serve"}, listenFlags(t)...)...)
+		code, stderr := r.Code, r.Stderr.String()
 		if code == 0 {
 			t.Fatalf("keygate serve without --policy exited 0; stderr:\n%s", stderr)
 		}
@@ -145,7 +127,7 @@ func TestSIGTERMDrains(t *testing.T) {
 					sigOnce.Do(func() {
 						sigAt = time.Now()
 						signaledAt.Store(true)
-						p.sigterm()
+						_ = p.Signal(syscall.SIGTERM)
 					})
 				}
 				mu.Lock()
@@ -174,20 +156,19 @@ func TestSIGTERMDrains(t *testing.T) {
 	if !signaledAt.Load() {
 		t.Fatal("SIGTERM was never sent")
 	}
-	code, err := p.wait(drain + 5*time.Second)
+	err := p.WaitExit(drain + 5*time.Second)
 	exitAfter := time.Since(sigAt)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if code != 0 {
+	if code := p.ExitCode(); code != 0 {
 		t.Errorf("exit code %d after SIGTERM, want 0", code)
 	}
 	if exitAfter > drain+2*time.Second {
 		t.Errorf("exited %v after SIGTERM; drain timeout is %v", exitAfter, drain)
 	}
-	out := p.out.String()
-	if !strings.Contains(out, "shutting down") {
-		t.Errorf("log does not say shutting down:\n%s", tail(out, 20))
+	if !strings.Contains(p.Out.String(), "shutting down") {
+		t.Errorf("log does not say shutting down:\n%s", p.Out.Tail(20))
 	}
 	if len(bad) > 0 {
 		t.Errorf("%d bad answers during shutdown, e.g. %s", len(bad), strings.Join(bad[:min(5, len(bad))], "; "))
@@ -196,7 +177,7 @@ func TestSIGTERMDrains(t *testing.T) {
 		t.Errorf("answers %v: want both allowed and denied answers", answered)
 	}
 	t.Logf("answers %v, RPC errors %v, %d checks completed after SIGTERM, exit %d after %v",
-		answered, rpcErrors, afterSig.Load(), code, exitAfter.Round(time.Millisecond))
+		answered, rpcErrors, afterSig.Load(), p.ExitCode(), exitAfter.Round(time.Millisecond))
 }
 
 // TestShutdownDelayKeepsAnswering: with --shutdown-delay, SIGTERM first
@@ -212,10 +193,10 @@ func TestShutdownDelayKeepsAnswering(t *testing.T) {
 	health := healthpb.NewHealthClient(conn)
 	req := grpcRequest(answerCase{method: "GET", host: defaultHost, path: "/whoami", headers: bearer(k.Raw)})
 
-	p.sigterm()
+	_ = p.Signal(syscall.SIGTERM)
 	deadline := time.Now().Add(1500 * time.Millisecond)
 	for {
-		code, _ := p.admin("/readyz")
+		code, _ := p.Admin("/readyz")
 		if code == http.StatusServiceUnavailable {
 			break
 		}
@@ -232,7 +213,7 @@ func TestShutdownDelayKeepsAnswering(t *testing.T) {
 	if err != nil || codes.Code(resp.GetStatus().GetCode()) != codes.OK {
 		t.Fatalf("a Check during the shutdown delay got %v %v, want an OK answer", resp.GetStatus(), err)
 	}
-	if code, err := p.wait(10 * time.Second); err != nil || code != 0 {
-		t.Errorf("exit %d %v, want 0", code, err)
+	if err := p.WaitExit(10 * time.Second); err != nil || p.ExitCode() != 0 {
+		t.Errorf("exit %d %v, want 0", p.ExitCode(), err)
 	}
 }

@@ -2,30 +2,23 @@
 // runs as a real process, and the tests talk to its gRPC, HTTP and admin
 // listeners over loopback sockets, as Envoy and Kubernetes would.
 //
-// After every test has run, TestMain scans everything any keygate process
-// printed for every raw API key and session token the suite made (see
-// registerSecret): a raw credential must never appear in keygate's output.
+// test/internal/harness builds and runs keygate; after every test has run,
+// it scans everything any keygate process printed for every raw API key and
+// session token the suite made (harness.RegisterSecret): a raw credential
+// must never appear in keygate's output. KEYGATE_TEST_RACE=1 builds keygate
+// with the race detector.
 package e2e
 
 import (
-	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
@@ -34,180 +27,10 @@ import (
 
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/policy"
+	"github.com/keygate/keygate/test/internal/harness"
 )
 
-// keygateBin is the binary under test, built once by TestMain.
-var keygateBin string
-
-func TestMain(m *testing.M) {
-	os.Exit(runMain(m))
-}
-
-func runMain(m *testing.M) int {
-	tmp, err := os.MkdirTemp("", "keygate-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "e2e:", err)
-		return 1
-	}
-	defer os.RemoveAll(tmp)
-	if err := buildKeygate(tmp); err != nil {
-		fmt.Fprintln(os.Stderr, "e2e: build keygate:", err)
-		return 1
-	}
-	code := m.Run()
-	if leaks := scanForSecrets(); len(leaks) > 0 {
-		fmt.Fprintln(os.Stderr, "--- FAIL: TestNoSecretsInOutput (run by TestMain after every test)")
-		fmt.Fprintf(os.Stderr, "    keygate printed %d raw credential(s); keys and tokens must never be logged:\n", len(leaks))
-		for _, l := range leaks {
-			fmt.Fprintln(os.Stderr, "    "+l)
-		}
-		fmt.Fprintln(os.Stderr, "FAIL")
-		return 1
-	}
-	if code == 0 && testingVerbose() {
-		fmt.Printf("--- PASS: TestNoSecretsInOutput (%d secrets, %d process outputs scanned)\n", secretCount(), outputCount())
-	}
-	return code
-}
-
-func testingVerbose() bool {
-	for _, a := range os.Args {
-		if a == "-test.v=true" || a == "-test.v" {
-			return true
-		}
-	}
-	return false
-}
-
-// buildKeygate builds ./cmd/keygate from the module root (two levels above
-// this package) into dir. KEYGATE_E2E_RACE=1 builds it with -race.
-func buildKeygate(dir string) error {
-	wd, err := os.Getwd()
-	if err != nil {
-		return err
-	}
-	root, err := filepath.Abs(filepath.Join(wd, "..", ".."))
-	if err != nil {
-		return err
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		return fmt.Errorf("module root not found from %s: %w", wd, err)
-	}
-	keygateBin = filepath.Join(dir, "keygate")
-	args := []string{"build", "-o", keygateBin}
-	if os.Getenv("KEYGATE_E2E_RACE") == "1" {
-		args = append(args, "-race")
-	}
-	args = append(args, "./cmd/keygate")
-	cmd := exec.Command("go", args...)
-	cmd.Dir = root
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return fmt.Errorf("go %s: %w\n%s", strings.Join(args, " "), err, out)
-	}
-	return nil
-}
-
-// ---------------------------------------------------------------------------
-// Secrets registry and output capture, for the final scan.
-
-var (
-	secretsMu sync.Mutex
-	secrets   = map[string]string{} // raw value -> what it is (id, purpose)
-
-	outputsMu sync.Mutex
-	outputs   []*capture
-)
-
-// registerSecret records a raw credential the suite made; keygate must never
-// print it.
-func registerSecret(raw, what string) {
-	secretsMu.Lock()
-	defer secretsMu.Unlock()
-	secrets[raw] = what
-}
-
-func secretCount() int {
-	secretsMu.Lock()
-	defer secretsMu.Unlock()
-	return len(secrets)
-}
-
-func outputCount() int {
-	outputsMu.Lock()
-	defer outputsMu.Unlock()
-	return len(outputs)
-}
-
-// capture is a thread-safe buffer holding one process's output.
-type capture struct {
-	name string
-	mu   sync.Mutex
-	buf  bytes.Buffer
-}
-
-// newCapture makes a buffer and records it for the final secret scan.
-func newCapture(name string) *capture {
-	c := &capture{name: name}
-	outputsMu.Lock()
-	outputs = append(outputs, c)
-	outputsMu.Unlock()
-	return c
-}
-
-func (c *capture) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.Write(p)
-}
-
-func (c *capture) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.String()
-}
-
-// lines returns the complete lines captured so far.
-func (c *capture) lines() []string {
-	s := c.String()
-	if i := strings.LastIndexByte(s, '\n'); i >= 0 {
-		s = s[:i]
-	} else {
-		return nil
-	}
-	return strings.Split(s, "\n")
-}
-
-// scanForSecrets looks for every registered raw credential in every byte
-// any keygate process printed.
-func scanForSecrets() []string {
-	secretsMu.Lock()
-	raws := make([]string, 0, len(secrets))
-	for raw := range secrets {
-		raws = append(raws, raw)
-	}
-	secretsMu.Unlock()
-	sort.Strings(raws)
-	outputsMu.Lock()
-	outs := append([]*capture(nil), outputs...)
-	outputsMu.Unlock()
-	var leaks []string
-	for _, c := range outs {
-		text := c.String()
-		for _, raw := range raws {
-			if !strings.Contains(text, raw) {
-				continue
-			}
-			for n, line := range strings.Split(text, "\n") {
-				if strings.Contains(line, raw) {
-					leaks = append(leaks, fmt.Sprintf("%s leaked in output of %s, line %d: %s",
-						secrets[raw], c.name, n+1, strings.ReplaceAll(line, raw, "<"+secrets[raw]+">")))
-				}
-			}
-		}
-	}
-	return leaks
-}
+func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
 
 // ---------------------------------------------------------------------------
 // Credentials and policies.
@@ -223,19 +46,11 @@ type cred struct {
 	Disabled  bool
 }
 
-// newKey makes a keygate-format key (kg_<id>_<secret><checksum>) and
-// registers it as a secret.
+// newKey makes a keygate-format key (kg_<id>_<secret><checksum>),
+// registered as a secret.
 func newKey(t testing.TB, tenant, org, user string, groups ...string) cred {
 	t.Helper()
-	id, err := apikey.NewID()
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := apikey.New(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	registerSecret(raw, "credential "+id)
+	id, raw := harness.NewAPIKey(t)
 	return cred{ID: id, Raw: raw, Tenant: tenant, Org: org, User: user, Groups: groups}
 }
 
@@ -244,7 +59,7 @@ func newKey(t testing.TB, tenant, org, user string, groups ...string) cred {
 func newForeignKey(t testing.TB, id, tenant, org, user string, groups ...string) cred {
 	t.Helper()
 	raw := randomToken(t, "ext")
-	registerSecret(raw, "credential "+id)
+	harness.RegisterSecret(raw, "credential "+id)
 	return cred{ID: id, Raw: raw, Tenant: tenant, Org: org, User: user, Groups: groups}
 }
 
@@ -260,7 +75,7 @@ func randomToken(t testing.TB, prefix string) string {
 
 // unlistedSecret registers and returns a raw value that no policy lists.
 func unlistedSecret(raw, what string) string {
-	registerSecret(raw, what)
+	harness.RegisterSecret(raw, what)
 	return raw
 }
 
@@ -376,214 +191,53 @@ func lineOf(t testing.TB, text, sub string) int {
 // ---------------------------------------------------------------------------
 // keygate processes.
 
-// proc is one running `keygate serve`.
+// proc is one running `keygate serve` (run by the harness: free loopback
+// ports, readiness, output capture, the stop and its checks) and the
+// suite's gRPC connection to it.
 type proc struct {
-	t         testing.TB
-	cmd       *exec.Cmd
-	out       *capture
-	policy    string
-	grpcAddr  string
-	httpAddr  string
-	adminAddr string
-
-	done    chan struct{} // closed when the process has exited
-	waitErr error         // valid after done
-
-	stopOnce sync.Once
-	signaled atomic.Bool
+	*harness.Keygate
+	t testing.TB
 
 	connOnce sync.Once
 	conn     *grpc.ClientConn
 }
 
-// freePorts reserves n distinct loopback ports: it listens on 127.0.0.1:0 n
-// times, then closes the listeners so keygate can bind the ports.
-func freePorts(t testing.TB, n int) []string {
-	t.Helper()
-	addrs := make([]string, n)
-	var ls []net.Listener
-	for i := range addrs {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ls = append(ls, l)
-		addrs[i] = l.Addr().String()
-	}
-	for _, l := range ls {
-		_ = l.Close()
-	}
-	return addrs
-}
-
-// startKeygate runs `keygate serve` on free loopback ports with the policy
-// at policyPath, waits until /readyz answers 200 and stops it (SIGTERM, then
-// wait) when the test ends. The process must still be running then and must
-// exit 0.
+// startKeygate runs `keygate serve` with the policy at policyPath, the HTTP
+// adapter and every decision logged, and waits until /readyz answers 200.
+// When the test ends keygate is stopped; it must still be running then,
+// exit 0 on SIGTERM and print no panic or data race.
 func startKeygate(t testing.TB, policyPath string, extraArgs ...string) *proc {
 	t.Helper()
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		p, err := tryStart(t, policyPath, extraArgs)
-		if err == nil {
-			return p
-		}
-		lastErr = err
-		if !strings.Contains(p.out.String(), "address already in use") {
-			break // not a port race: no point retrying
-		}
-	}
-	t.Fatalf("keygate did not become ready: %v", lastErr)
-	return nil
-}
-
-func tryStart(t testing.TB, policyPath string, extraArgs []string) (*proc, error) {
-	addrs := freePorts(t, 3)
-	p := &proc{
-		t: t, policy: policyPath,
-		grpcAddr: addrs[0], httpAddr: addrs[1], adminAddr: addrs[2],
-		out:  newCapture(t.Name()),
-		done: make(chan struct{}),
-	}
-	args := append([]string{"serve",
-		"--policy", policyPath,
-		"--grpc-addr", p.grpcAddr,
-		"--http-addr", p.httpAddr,
-		"--admin-addr", p.adminAddr,
-		"--decision-log", "all",
-	}, extraArgs...)
-	p.cmd = exec.Command(keygateBin, args...)
-	p.cmd.Env = cleanEnv()
-	p.cmd.Stdout = p.out
-	p.cmd.Stderr = p.out
-	if err := p.cmd.Start(); err != nil {
-		return p, err
-	}
-	go func() {
-		p.waitErr = p.cmd.Wait()
-		close(p.done)
-	}()
-	if err := p.waitReady(10 * time.Second); err != nil {
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		return p, fmt.Errorf("%w\noutput:\n%s", err, p.out.String())
-	}
-	t.Cleanup(func() { p.stopAndCheck() })
-	return p, nil
-}
-
-// cleanEnv is the test's environment without KEYGATE_* variables, so that
-// only the flags the test passes configure keygate.
-func cleanEnv() []string {
-	var env []string
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "KEYGATE_") {
-			env = append(env, kv)
-		}
-	}
-	return env
-}
-
-func (p *proc) waitReady(timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		select {
-		case <-p.done:
-			return fmt.Errorf("keygate exited before it was ready: %v", p.waitErr)
-		default:
-		}
-		if code, _ := p.admin("/readyz"); code == http.StatusOK {
-			return nil
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return fmt.Errorf("/readyz not 200 within %v", timeout)
-}
-
-func (p *proc) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
-}
-
-// sigterm sends SIGTERM now, leaving the test's connections open.
-func (p *proc) sigterm() {
-	if !p.signaled.Swap(true) {
-		_ = p.cmd.Process.Signal(syscall.SIGTERM)
-	}
-}
-
-// terminate closes the test's gRPC connection and sends SIGTERM unless the
-// process was already signaled or has exited.
-func (p *proc) terminate() {
-	p.stopOnce.Do(func() {
+	p := &proc{t: t, Keygate: harness.Serve(t, harness.Options{
+		HTTP:         true,
+		ReadyTimeout: 10 * time.Second,
+		Args:         append([]string{"--policy", policyPath, "--decision-log", "all"}, extraArgs...),
+	})}
+	// Registered after Serve's cleanup, so it runs first: the graceful stop
+	// does not wait for the test's connection.
+	t.Cleanup(func() {
+		p.connOnce.Do(func() {}) // no connection from here on
 		if p.conn != nil {
 			_ = p.conn.Close()
 		}
-		if !p.exited() {
-			p.sigterm()
-		}
 	})
+	return p
 }
 
-// wait waits up to timeout for the process to exit and returns its exit
-// code (-1 if it had to be killed).
-func (p *proc) wait(timeout time.Duration) (int, error) {
-	select {
-	case <-p.done:
-	case <-time.After(timeout):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-		return -1, fmt.Errorf("keygate did not exit within %v of SIGTERM", timeout)
+// readyVerbose is /readyz?verbose; the test fails if it does not answer.
+func (p *proc) readyVerbose(t testing.TB) (int, harness.ReadyStatus) {
+	t.Helper()
+	code, st, err := p.Status()
+	if err != nil {
+		t.Fatal(err)
 	}
-	var ee *exec.ExitError
-	if errors.As(p.waitErr, &ee) {
-		return ee.ExitCode(), nil
-	}
-	if p.waitErr != nil {
-		return -1, p.waitErr
-	}
-	return 0, nil
-}
-
-// stopAndCheck is the cleanup: the process must not have died on its own,
-// must exit 0 on SIGTERM, and must not have panicked or raced.
-func (p *proc) stopAndCheck() {
-	t := p.t
-	diedEarly := p.exited() && !p.signaled.Load()
-	p.terminate()
-	code, err := p.wait(20 * time.Second)
-	out := p.out.String()
-	switch {
-	case diedEarly:
-		t.Errorf("keygate exited before the test stopped it (%v); output:\n%s", p.waitErr, tail(out, 40))
-	case err != nil:
-		t.Errorf("stopping keygate: %v; output:\n%s", err, tail(out, 40))
-	case code != 0:
-		t.Errorf("keygate exited %d after SIGTERM, want 0; output:\n%s", code, tail(out, 40))
-	}
-	for _, bad := range []string{"panic:", "WARNING: DATA RACE", "fatal error:"} {
-		if strings.Contains(out, bad) {
-			t.Errorf("keygate output contains %q:\n%s", bad, tail(out, 80))
-		}
-	}
-}
-
-func tail(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
+	return code, st
 }
 
 // grpcConn is a client connection to the process's gRPC listener.
 func (p *proc) grpcConn() *grpc.ClientConn {
 	p.connOnce.Do(func() {
-		c, err := grpc.NewClient(p.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		c, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
 		if err != nil {
 			p.t.Fatalf("grpc.NewClient: %v", err)
 		}
@@ -602,51 +256,12 @@ var httpClient = &http.Client{
 	CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 }
 
-// admin GETs path on the admin listener and returns status and body.
-func (p *proc) admin(path string) (int, string) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+p.adminAddr+path, nil)
-	if err != nil {
-		return 0, err.Error()
-	}
-	resp, err := httpClient.Do(req)
-	if err != nil {
-		return 0, err.Error()
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
-}
-
-// readyStatus is /readyz?verbose.
-type readyStatus struct {
-	Ready         bool   `json:"ready"`
-	Reason        string `json:"reason"`
-	Generation    uint64 `json:"generation"`
-	LastReloadOK  bool   `json:"last_reload_ok"`
-	LastError     string `json:"last_error"`
-	ReloadsOK     uint64 `json:"reloads_ok"`
-	ReloadsFailed uint64 `json:"reloads_failed"`
-	Source        string `json:"source"`
-}
-
-func (p *proc) readyVerbose(t testing.TB) (int, readyStatus) {
-	t.Helper()
-	code, body := p.admin("/readyz?verbose")
-	var st readyStatus
-	if err := json.Unmarshal([]byte(body), &st); err != nil {
-		t.Fatalf("/readyz?verbose: status %d, body %q: %v", code, body, err)
-	}
-	return code, st
-}
-
 // httpCheck sends one request to the ext_authz HTTP listener, as Envoy's
 // http_service would: the original method and raw path (sent byte for byte,
 // never cleaned by the client), host and headers.
 func (p *proc) httpCheck(t testing.TB, method, host, rawPath string, headers map[string]string) *http.Response {
 	t.Helper()
-	req, err := http.NewRequest(method, "http://"+p.httpAddr+"/", nil)
+	req, err := http.NewRequest(method, "http://"+p.HTTPAddr+"/", nil)
 	if err != nil {
 		t.Fatal(err)
 	}

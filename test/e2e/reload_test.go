@@ -114,7 +114,7 @@ func TestReload(t *testing.T) {
 				if !ok {
 					_, st := p.readyVerbose(t)
 					t.Fatalf("round %d: new key not accepted within %v; status %+v; output:\n%s",
-						round, m.settle+reloadDeadline, st, tail(p.out.String(), 20))
+						round, m.settle+reloadDeadline, st, p.Out.Tail(20))
 				}
 				t.Logf("round %d: new key accepted %v after the change", round, latency.Round(time.Millisecond))
 				for _, k := range keys {
@@ -166,7 +166,7 @@ func TestRevocationWithWarmCache(t *testing.T) {
 				return true
 			})
 			if !ok {
-				t.Fatalf("the policy generation did not change within %v; output:\n%s", reloadDeadline, tail(p.out.String(), 20))
+				t.Fatalf("the policy generation did not change within %v; output:\n%s", reloadDeadline, p.Out.Tail(20))
 			}
 			if firstAfter.status != 401 {
 				t.Fatalf("first check after the new generation was published: %d, want 401 (the cache must not keep a %s key alive)", firstAfter.status, mode)
@@ -220,17 +220,17 @@ func TestBrokenPolicyKeepsServing(t *testing.T) {
 	if st.Generation != gen0 || st.ReloadsFailed == 0 {
 		t.Errorf("after a refused reload: %+v, want generation %d and reloads_failed > 0", st, gen0)
 	}
-	if code, body := p.admin("/readyz"); code != http.StatusOK {
+	if code, body := p.Admin("/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz with a refused reload: %d %q, want 200", code, body)
 	}
 	if got := p.httpStatus(t, "GET", "/whoami", bearer(a.Raw)); got != 200 {
 		t.Errorf("old key while the policy is broken: %d, want 200", got)
 	}
 	// SIGHUP re-reads the same broken content: still one log line.
-	_ = p.cmd.Process.Signal(syscall.SIGHUP)
+	_ = p.Signal(syscall.SIGHUP)
 	logged := func() []string {
 		var out []string
-		for _, l := range p.out.lines() {
+		for _, l := range p.Out.Lines() {
 			if strings.Contains(l, fileLine) {
 				out = append(out, l)
 			}
@@ -250,7 +250,7 @@ func TestBrokenPolicyKeepsServing(t *testing.T) {
 		return p.httpStatus(t, "GET", "/whoami", bearer(b.Raw)) == 200
 	})
 	if !ok {
-		t.Fatalf("fixed policy not loaded within %v; output:\n%s", reloadDeadline, tail(p.out.String(), 20))
+		t.Fatalf("fixed policy not loaded within %v; output:\n%s", reloadDeadline, p.Out.Tail(20))
 	}
 	t.Logf("fixed policy in force %v after the write", latency.Round(time.Millisecond))
 	_, st = p.readyVerbose(t)

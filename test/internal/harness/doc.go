@@ -9,7 +9,8 @@
 // (RegisterSecret); Main fails the run if any keygate printed one. Run runs
 // a keygate command to completion (`policy validate`, a serve that must
 // refuse to start) under the same rules; RawCodec sends a CheckRequest as
-// the bytes it is. KEYGATE_TEST_RACE=1 builds keygate with -race.
+// the bytes it is; Memory reads a process's RSS and its peak.
+// KEYGATE_TEST_RACE=1 builds keygate with -race (RaceBuild).
 //
 // Real components: Nginx, and KubeCluster (etcd and kube-apiserver, shared by
 // a suite). They install nothing (hack/test-deps.sh does): without their

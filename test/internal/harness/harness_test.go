@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"syscall"
@@ -61,6 +62,29 @@ func TestProcessStop(t *testing.T) {
 	err := stubborn.Stop(100 * time.Millisecond)
 	if err == nil || !strings.Contains(err.Error(), "did not exit within 100ms of SIGTERM and was killed") || !stubborn.Exited() || stubborn.ExitCode() != -1 {
 		t.Errorf("Stop of a process that ignores SIGTERM: %v, exit %d; want it killed and said so", err, stubborn.ExitCode())
+	}
+}
+
+func TestMemory(t *testing.T) {
+	before, err := ReadMemory(os.Getpid())
+	if err != nil {
+		t.Skipf("no /proc: %v", err)
+	}
+	b := make([]byte, 64<<20)
+	for i := 0; i < len(b); i += 4096 {
+		b[i] = 1
+	}
+	m, err := ReadMemory(os.Getpid())
+	runtime.KeepAlive(b)
+	if err != nil || m.RSS < before.RSS+60<<20 || m.Peak < m.RSS {
+		t.Errorf("Memory = %+v, %v after touching 64 MiB (before %+v); want RSS grown by that, the peak at least RSS", m, err, before)
+	}
+	p := sh(t, `while :; do sleep 0.02; done`)
+	if m, err := p.Memory(); err != nil || m.RSS <= 0 || m.RSS > 64<<20 {
+		t.Errorf("a shell's Memory = %+v, %v; want a small RSS", m, err)
+	}
+	if _, err := ReadMemory(1 << 30); err == nil {
+		t.Error("ReadMemory of a pid that does not exist: no error")
 	}
 }
 
