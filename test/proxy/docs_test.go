@@ -6,7 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-	"text/template"
 )
 
 // docsPath is the page that shows the tested configurations.
@@ -26,15 +25,7 @@ func TestDocsShowTestedConfigs(t *testing.T) {
 		t.Fatalf("%v (docs/proxies.md shows the proxy configurations tested here)", err)
 	}
 	for name, c := range docsConfig {
-		tmpl, err := template.ParseFiles(filepath.Join("testdata", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var buf bytes.Buffer
-		if err := tmpl.Execute(&buf, c); err != nil {
-			t.Fatal(err)
-		}
-		want := docsExcerpt(t, name, buf.String())
+		want := docsExcerpt(t, name, string(fill(t, name, c)))
 		if !strings.Contains(string(docs), want) {
 			t.Errorf("docs/proxies.md does not show testdata/%s as tested; it must contain, verbatim:\n%s", name, want)
 		}
@@ -85,16 +76,8 @@ func TestReadmeSnippetsAreTested(t *testing.T) {
 		}
 		snippet := readme[i+len(fence):]
 		snippet = snippet[:bytes.Index(snippet, []byte("```"))]
-		tmpl, err := template.ParseFiles(filepath.Join("testdata", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		var conf bytes.Buffer
-		if err := tmpl.Execute(&conf, docsConfig[name]); err != nil {
-			t.Fatal(err)
-		}
 		tested := map[string]bool{}
-		for _, l := range strings.Split(conf.String(), "\n") {
+		for _, l := range strings.Split(string(fill(t, name, docsConfig[name])), "\n") {
 			tested[strings.TrimSpace(l)] = true
 		}
 		for _, l := range strings.Split(string(snippet), "\n") {

@@ -3,7 +3,6 @@ package proxy
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -114,16 +113,9 @@ func forward(c *http.Client, be *backend, authority string, r clientRequest, ok 
 	}
 	req.Header = hdr
 	req.Host = authority
-	resp, err := c.Do(req)
-	if err != nil {
-		return outcome{}, err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return outcome{}, err
-	}
-	return outcome{status: resp.StatusCode, header: resp.Header, body: body, problems: problems}, nil
+	out, err := send(c, req)
+	out.problems = problems
+	return out, err
 }
 
 // applyHeaderOption applies one HeaderValueOption as Envoy does: the

@@ -20,8 +20,8 @@ type proxyConfig struct {
 	Backend string // the backend, host:port
 }
 
-// render writes testdata/name filled with c to dir/out.
-func render(t *testing.T, name string, c proxyConfig, out string) string {
+// fill is testdata/name filled with c.
+func fill(t *testing.T, name string, c proxyConfig) []byte {
 	t.Helper()
 	tmpl, err := template.ParseFiles(filepath.Join("testdata", name))
 	if err != nil {
@@ -31,8 +31,14 @@ func render(t *testing.T, name string, c proxyConfig, out string) string {
 	if err := tmpl.Execute(&buf, c); err != nil {
 		t.Fatal(err)
 	}
+	return buf.Bytes()
+}
+
+// render writes testdata/name filled with c to dir/out.
+func render(t *testing.T, name string, c proxyConfig, out string) string {
+	t.Helper()
 	path := filepath.Join(c.Dir, out)
-	if err := os.WriteFile(path, buf.Bytes(), 0o600); err != nil {
+	if err := os.WriteFile(path, fill(t, name, c), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	return path

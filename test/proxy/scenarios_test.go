@@ -448,17 +448,22 @@ func httpTarget(base string) func(clientRequest) (outcome, error) {
 			return outcome{}, err
 		}
 		req.Header = r.header.Clone()
-		resp, err := client.Do(req)
-		if err != nil {
-			return outcome{}, err
-		}
-		defer resp.Body.Close()
-		body, err := io.ReadAll(resp.Body)
-		if err != nil {
-			return outcome{}, err
-		}
-		return outcome{status: resp.StatusCode, header: resp.Header, body: body}, nil
+		return send(client, req)
 	}
+}
+
+// send sends req and returns the answer as the client sees it.
+func send(c *http.Client, req *http.Request) (outcome, error) {
+	resp, err := c.Do(req)
+	if err != nil {
+		return outcome{}, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return outcome{}, err
+	}
+	return outcome{status: resp.StatusCode, header: resp.Header, body: body}, nil
 }
 
 // bodyReader is the request body, nil when empty.
