@@ -503,6 +503,15 @@ func check(c *config, wantKind string, wantPort uint32, policyEndpoints []string
 		p.add("cluster %q has no health check", clusterName)
 	}
 
+	if kind == kindHTTP {
+		// keygate closes idle keep-alive connections after --http-idle-timeout
+		// (3m by default); Envoy must close them first (its default is 1 h).
+		opts, err := unpack(cl.GetTypedExtensionProtocolOptions()[http2OptionsKey], &upstreamhttpv3.HttpProtocolOptions{})
+		idle := opts.GetCommonHttpProtocolOptions().GetIdleTimeout()
+		if err != nil || idle == nil || idle.AsDuration() <= 0 || idle.AsDuration() >= 3*time.Minute {
+			p.add("cluster %q: common_http_protocol_options.idle_timeout %v, want under keygate's 3m --http-idle-timeout: %v", clusterName, idle.AsDuration(), err)
+		}
+	}
 	if kind == kindGRPC {
 		opts, err := unpack(cl.GetTypedExtensionProtocolOptions()[http2OptionsKey], &upstreamhttpv3.HttpProtocolOptions{})
 		if err != nil || opts.GetExplicitHttpConfig().GetHttp2ProtocolOptions() == nil {
@@ -705,6 +714,7 @@ func TestBrokenConfigsFail(t *testing.T) {
 		{"identity headers not copied", httpFile, "allowed_upstream_headers:\n                            patterns:\n                              - prefix: x-keygate-\n", "allowed_upstream_headers:\n                            patterns:\n                              - prefix: x-keygate-u\n", "check", `does not cover "x-keygate-tenant"`},
 		{"client identity headers not sent", httpFile, "- exact: x-org-id\n                          - prefix: x-keygate-", "- exact: x-org-id", "check", `client-sent "x-keygate-user" does not reach keygate`},
 		{"client identity headers disallowed", grpcFile, "transport_api_version: V3", "transport_api_version: V3\n                      disallowed_headers: {patterns: [{prefix: x-keygate-}]}", "check", `client-sent "x-keygate-session-id" does not reach keygate`},
+		{"idle connections kept longer than keygate keeps them", httpFile, "idle_timeout: 60s", "idle_timeout: 600s", "check", "want under keygate's 3m"},
 		{"challenge not returned", httpFile, "- exact: www-authenticate", "- exact: www-authenticat", "check", `does not cover "www-authenticate"`},
 		{"context extension over HTTP", httpFile, "- match: {path: /whoami}\n", "- match: {path: /whoami}\n                          typed_per_filter_config: {envoy.filters.http.ext_authz: {\"@type\": type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute, check_settings: {context_extensions: {keygate_endpoint: whoami}}}}\n", "check", "does not send to an http_service"},
 		{"deprecated authorization_request.allowed_headers", httpFile, "                        authorization_response:\n", "                        authorization_request:\n                          allowed_headers: {patterns: [{exact: x-api-key}]}\n                        authorization_response:\n", "validate", "allowed_headers: deprecated field"},
