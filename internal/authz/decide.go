@@ -46,7 +46,8 @@ const (
 	ReasonDefaultAllow
 	ReasonNoPolicy
 	ReasonBadPath
-	ReasonBadMethod // not an RFC 9110 token, or none
+	ReasonBadMethod        // not an RFC 9110 token, or none
+	ReasonMalformedRequest // the adapter could not read the request
 	ReasonUnknownEndpoint
 	ReasonNoMatch
 	ReasonMissingCredential
@@ -65,6 +66,7 @@ const (
 
 var reasonNames = [reasonCount]string{
 	"allowed", "anonymous", "default_allow", "no_policy", "bad_path", "bad_method",
+	"malformed_request",
 	"unknown_endpoint", "no_match", "missing_credential", "malformed_credential",
 	"unknown_credential", "expired_credential", "disabled_credential", "group_denied",
 	"org_missing", "org_denied", "tenant_mismatch", "org_mismatch", "conflicting_credentials",
@@ -150,6 +152,9 @@ func (a *Authorizer) Decide(r *Request) Decision {
 	d := Decision{Snapshot: snap}
 	if r.Headers == nil {
 		r.Headers = MapHeaders(nil) // no headers: every lookup is empty
+	}
+	if r.Malformed {
+		return d.deny(403, ReasonMalformedRequest)
 	}
 	// Credentials first, so that every denial knows who verified, for the
 	// decision log.

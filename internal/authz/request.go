@@ -91,6 +91,10 @@ type Request struct {
 	Path     string // as received: undecoded, may carry a query string
 	Headers  Headers
 	Endpoint string // Envoy's context extension keygate_endpoint, if any
+	// Malformed: the adapter could not read the request (a CheckRequest
+	// that does not decode). It is denied, 403 malformed_request, rather
+	// than answered with an error that failure_mode_allow would let through.
+	Malformed bool
 }
 
 // ContextEndpointKey is the context extension that names an endpoint.

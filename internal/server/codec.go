@@ -50,9 +50,9 @@ func (Codec) Unmarshal(data mem.BufferSlice, v any) error {
 	case *checkView:
 		// A request that does not decode is decided, not refused: gRPC
 		// would answer the error with INTERNAL, which failure_mode_allow
-		// lets through. Its empty view is denied.
+		// lets through.
 		if err := decodeCheckRequest(buf.ReadOnlyData(), m); err != nil { // copies what the view keeps
-			*m = checkView{Malformed: err}
+			*m = malformedView(err)
 		}
 		return nil
 	case proto.Message:

@@ -44,10 +44,10 @@ func TestCodec(t *testing.T) {
 		}
 	}
 	// A request that does not parse is decided, not refused with an
-	// error, which gRPC would answer with INTERNAL: the view is empty, so
-	// that it is denied, and says why.
+	// error, which gRPC would answer with INTERNAL: the view is empty and
+	// marked malformed, so that it is denied, and says why.
 	broken := checkView{Request: authz.Request{Path: "/stale"}}
-	if err := (Codec{}).Unmarshal(mem.BufferSlice{mem.SliceBuffer{0xff}}, &broken); err != nil || broken.Malformed == nil ||
+	if err := (Codec{}).Unmarshal(mem.BufferSlice{mem.SliceBuffer{0xff}}, &broken); err != nil || broken.Malformed == nil || !broken.Request.Malformed ||
 		broken.Path != "" || broken.Method != "" || broken.Headers != nil {
 		t.Errorf("a broken request: error %v, view %+v; want no error and an empty view that says it is malformed", err, broken)
 	}

@@ -16,11 +16,16 @@ type checkView struct {
 	RequestID string // attributes.request.http.id: Envoy's x-request-id
 	Source    string // attributes.source.address.socket_address.address, for the decision log
 
-	// Malformed says why the request could not be read. The view is then
-	// empty, which Decide denies (no method, no path): a malformed request
-	// is decided, never answered with a gRPC error, which
-	// failure_mode_allow would let through.
+	// Malformed says why the request could not be read; the view is then
+	// malformedView's, which Decide denies.
 	Malformed error
+}
+
+// malformedView is the view of a request that could not be read: it is
+// decided (403 malformed_request), never answered with a gRPC error, which
+// failure_mode_allow would let through.
+func malformedView(err error) checkView {
+	return checkView{Request: authz.Request{Malformed: true}, Malformed: err}
 }
 
 // viewOf reads the view from a decoded CheckRequest, as decodeCheckRequest
@@ -41,12 +46,12 @@ func viewOf(req *authv3.CheckRequest) checkView {
 		}
 		var err error
 		if headers, err = rawHeaders(raw); err != nil {
-			return checkView{Malformed: err}
+			return malformedView(err)
 		}
 	}
 	for name := range headers {
 		if !utf8.ValidString(name) {
-			return checkView{Malformed: errWireHeaderName}
+			return malformedView(errWireHeaderName)
 		}
 	}
 	return checkView{

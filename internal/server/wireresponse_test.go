@@ -139,6 +139,7 @@ type answerCase struct {
 	id       string // Envoy's request id
 	reason   authz.Reason
 	shadow   bool
+	broken   bool // the request did not decode
 }
 
 var bearer = "Bearer " + ansKey
@@ -181,6 +182,7 @@ var answerCases = []answerCase{
 	{name: "no match", path: "/elsewhere", headers: map[string]string{"authorization": bearer}, id: "n", reason: authz.ReasonNoMatch},
 	{name: "bad path", path: "relative", reason: authz.ReasonBadPath},
 	{name: "bad method", method: "GE T", path: "/whoami", reason: authz.ReasonBadMethod},
+	{name: "malformed request", broken: true, reason: authz.ReasonMalformedRequest},
 	{name: "org mismatch: identity kept for the log, not answered", path: "/whoami", headers: map[string]string{"x-api-key": ansOrgKey, "session": ansUSSession}, reason: authz.ReasonOrgMismatch},
 	{name: "unknown endpoint", path: "/whoami", endpoint: "nope", reason: authz.ReasonUnknownEndpoint},
 	{name: "denied, spoofed headers", path: "/whoami", headers: map[string]string{"x-keygate-user": "root"}, reason: authz.ReasonMissingCredential},
@@ -199,7 +201,7 @@ func TestAppendCheckResponse(t *testing.T) {
 				a = answerAuthorizer(t, c.settings)
 				authorizers[c.settings] = a
 			}
-			r := authz.Request{Method: c.method, Host: "api.example.com", Path: c.path, Headers: authz.MapHeaders(c.headers), Endpoint: c.endpoint}
+			r := authz.Request{Method: c.method, Host: "api.example.com", Path: c.path, Headers: authz.MapHeaders(c.headers), Endpoint: c.endpoint, Malformed: c.broken}
 			if r.Method == "" {
 				r.Method = "GET"
 			}
