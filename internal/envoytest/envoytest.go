@@ -1,7 +1,8 @@
-// Package envoytest holds the realistic ext_authz CheckRequest that keygate's
-// decoder tests (internal/server) and its load benchmark (test/load) both
-// send, so that the request the benchmark measures is the one the decoder is
-// tested with. It is for tests and test programs only: keygate itself never
+// Package envoytest holds what keygate's tests send as Envoy would: the
+// realistic ext_authz CheckRequest that the decoder tests (internal/server)
+// and the load benchmark (test/load) both send, so that the request the
+// benchmark measures is the one the decoder is tested with, and RawCodec for
+// requests that are already bytes. It is for tests and test programs only: keygate itself never
 // imports it.
 package envoytest
 

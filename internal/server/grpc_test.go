@@ -14,13 +14,13 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/grpc/test/bufconn"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/cache"
+	"github.com/keygate/keygate/internal/envoytest"
 	"github.com/keygate/keygate/internal/source"
 )
 
@@ -171,20 +171,6 @@ func TestGRPCDecisionLog(t *testing.T) {
 	}
 }
 
-// rawCodec sends requests as the bytes they are and reads answers as bytes:
-// a client that sends what Envoy forwards, strings that are not UTF-8
-// included.
-type rawCodec struct{}
-
-func (rawCodec) Name() string { return "proto" }
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
-}
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	*v.(*[]byte) = data.Materialize()
-	return nil
-}
-
 // TestGRPCNotUTF8Decided: header values, paths and bodies that are not
 // UTF-8, which Envoy forwards, and requests that do not parse at all are
 // decided over the wire, never answered with a gRPC error (which
@@ -215,7 +201,7 @@ func TestGRPCNotUTF8Decided(t *testing.T) {
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			var out []byte
-			err := conn.Invoke(context.Background(), authv3.Authorization_Check_FullMethodName, &c.data, &out, grpc.ForceCodecV2(rawCodec{}))
+			err := conn.Invoke(context.Background(), authv3.Authorization_Check_FullMethodName, &c.data, &out, grpc.ForceCodecV2(envoytest.RawCodec{}))
 			if err != nil {
 				t.Fatalf("an RPC error: %v", err)
 			}

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/keygate/keygate/internal/envoytest"
 	"github.com/keygate/keygate/test/internal/harness"
 )
 
@@ -47,7 +48,7 @@ func TestMemoryBurstBoundedAndReturned(t *testing.T) {
 	for range 4 {
 		// RawCodec: the 9 MB request is encoded once for every call.
 		c, err := grpc.NewClient(p.GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(harness.RawCodec{})))
+			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(envoytest.RawCodec{})))
 		if err != nil {
 			t.Fatal(err)
 		}

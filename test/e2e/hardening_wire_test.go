@@ -17,7 +17,7 @@ import (
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
-	"github.com/keygate/keygate/test/internal/harness"
+	"github.com/keygate/keygate/internal/envoytest"
 )
 
 // checkRaw sends data as a CheckRequest and decodes the answer with the
@@ -28,7 +28,7 @@ func checkRaw(t *testing.T, p *proc, data []byte) *authv3.CheckResponse {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	var out []byte
-	err := p.grpcConn().Invoke(ctx, authv3.Authorization_Check_FullMethodName, &data, &out, grpc.ForceCodecV2(harness.RawCodec{}))
+	err := p.grpcConn().Invoke(ctx, authv3.Authorization_Check_FullMethodName, &data, &out, grpc.ForceCodecV2(envoytest.RawCodec{}))
 	if err != nil {
 		t.Fatalf("Check: %v (a request that reached keygate must be decided, never answered with an RPC error)", err)
 	}

@@ -33,9 +33,11 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
-	"google.golang.org/grpc/mem"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/keygate/keygate/internal/envoytest"
+	"github.com/keygate/keygate/test/internal/harness"
 )
 
 func main() {
@@ -101,8 +103,8 @@ func run() error {
 		return fmt.Errorf("%w\n%s", err, out.String())
 	}
 	time.Sleep(*settle)
-	idle := readStatus(pid)
-	fmt.Printf("keygate %s, pid %d: idle VmRSS %s\n", strings.Join(args[1:], " "), pid, mib(idle.rss))
+	idle := readMemory(pid)
+	fmt.Printf("keygate %s, pid %d: idle VmRSS %s\n", strings.Join(args[1:], " "), pid, mib(idle.RSS))
 
 	req, err := proto.Marshal(&authv3.CheckRequest{Attributes: &authv3.AttributeContext{
 		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
@@ -116,7 +118,7 @@ func run() error {
 	var clients []*grpc.ClientConn
 	for range *conns {
 		c, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(rawCodec{}), grpc.MaxCallSendMsgSize(64<<20)))
+			grpc.WithDefaultCallOptions(grpc.ForceCodecV2(envoytest.RawCodec{}), grpc.MaxCallSendMsgSize(64<<20)))
 		if err != nil {
 			return err
 		}
@@ -127,7 +129,7 @@ func run() error {
 	// Sample every 50ms until the burst and its aftermath are over.
 	type sample struct {
 		at               time.Duration
-		st               procStatus
+		st               harness.Memory
 		reading, waiting float64 // keygate_grpc_recv_calls_*, when keygate has them
 	}
 	var (
@@ -144,7 +146,7 @@ func run() error {
 		for {
 			smu.Lock()
 			r, w := recvGauges(adminAddr)
-			samples = append(samples, sample{time.Since(start), readStatus(pid), r, w})
+			samples = append(samples, sample{time.Since(start), readMemory(pid), r, w})
 			smu.Unlock()
 			select {
 			case <-stopSampling:
@@ -194,77 +196,38 @@ func run() error {
 	}
 	wg.Wait()
 	burst := time.Since(start)
-	atEnd := readStatus(pid)
+	atEnd := readMemory(pid)
 	sort.Slice(lat, func(a, b int) bool { return lat[a] < lat[b] })
 	fmt.Printf("burst: %d requests of %d bytes over %d connections in %v (latency p50 %v, max %v)\n",
 		*n, len(req), *conns, burst.Round(time.Millisecond), lat[len(lat)/2].Round(time.Millisecond), lat[len(lat)-1].Round(time.Millisecond))
 	for what, k := range answers {
 		fmt.Printf("  %-30s %d\n", what, k)
 	}
-	fmt.Printf("at the end of the burst: VmHWM %s, VmRSS %s\n", mib(atEnd.hwm), mib(atEnd.rss))
+	fmt.Printf("at the end of the burst: VmHWM %s, VmRSS %s\n", mib(atEnd.Peak), mib(atEnd.RSS))
 	for _, d := range []time.Duration{time.Second, 5 * time.Second, 10 * time.Second, 20 * time.Second, 30 * time.Second, 60 * time.Second} {
 		if d > *after {
 			break
 		}
 		time.Sleep(time.Until(start.Add(burst + d)))
-		st := readStatus(pid)
-		fmt.Printf("%3ds after: VmRSS %s\n", int(d.Seconds()), mib(st.rss))
+		st := readMemory(pid)
+		fmt.Printf("%3ds after: VmRSS %s\n", int(d.Seconds()), mib(st.RSS))
 	}
 	close(stopSampling)
 	<-sampled
 	var peak sample
 	var reading, waiting float64
 	for _, s := range samples {
-		if s.st.rss > peak.st.rss {
+		if s.st.RSS > peak.st.RSS {
 			peak = s
 		}
 		reading, waiting = max(reading, s.reading), max(waiting, s.waiting)
 	}
 	fmt.Printf("most gRPC calls seen reading at once %v, waiting %v (keygate_grpc_recv_calls_*)\n", reading, waiting)
-	fmt.Printf("peak VmRSS sampled %s at %v; VmHWM %s\n", mib(peak.st.rss), peak.at.Round(time.Millisecond), mib(readStatus(pid).hwm))
+	fmt.Printf("peak VmRSS sampled %s at %v; VmHWM %s\n", mib(peak.st.RSS), peak.at.Round(time.Millisecond), mib(readMemory(pid).Peak))
 	if !strings.Contains(out.String(), "keygate started") {
 		fmt.Printf("keygate output:\n%s\n", out.String())
 	}
 	return nil
-}
-
-// rawCodec sends and receives messages as the bytes they already are.
-type rawCodec struct{}
-
-func (rawCodec) Name() string { return "proto" }
-
-func (rawCodec) Marshal(v any) (mem.BufferSlice, error) {
-	return mem.BufferSlice{mem.SliceBuffer(*v.(*[]byte))}, nil
-}
-
-func (rawCodec) Unmarshal(data mem.BufferSlice, v any) error {
-	*v.(*[]byte) = data.Materialize()
-	return nil
-}
-
-type procStatus struct{ rss, hwm int64 } // bytes
-
-// readStatus reads VmRSS and VmHWM from /proc/PID/status.
-func readStatus(pid int) procStatus {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return procStatus{}
-	}
-	var st procStatus
-	for _, line := range strings.Split(string(b), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			st.rss = kb << 10
-		case "VmHWM:":
-			st.hwm = kb << 10
-		}
-	}
-	return st
 }
 
 // recvGauges reads keygate_grpc_recv_calls_reading and _waiting from
@@ -315,4 +278,10 @@ func waitReady(admin string, timeout time.Duration) error {
 		time.Sleep(20 * time.Millisecond)
 	}
 	return fmt.Errorf("/readyz on %s not 200 within %v", admin, timeout)
+}
+
+// readMemory is pid's memory, zero where it cannot be read.
+func readMemory(pid int) harness.Memory {
+	m, _ := harness.ReadMemory(pid)
+	return m
 }

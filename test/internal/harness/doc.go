@@ -8,8 +8,7 @@
 // panic, a data race). Every raw secret a test gives keygate is registered
 // (RegisterSecret); Main fails the run if any keygate printed one. Run runs
 // a keygate command to completion (`policy validate`, a serve that must
-// refuse to start) under the same rules; RawCodec sends a CheckRequest as
-// the bytes it is; Memory reads a process's RSS and its peak.
+// refuse to start) under the same rules; Memory reads a process's RSS and its peak.
 // KEYGATE_TEST_RACE=1 builds keygate with -race (RaceBuild).
 //
 // Real components: Nginx, and KubeCluster (etcd and kube-apiserver, shared by

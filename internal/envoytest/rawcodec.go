@@ -1,4 +1,4 @@
-package harness
+package envoytest
 
 import "google.golang.org/grpc/mem"
 
@@ -6,7 +6,7 @@ import "google.golang.org/grpc/mem"
 // both ways): a request encoded once and sent many times, or one the
 // generated marshaler refuses, such as strings that are not UTF-8, which
 // Envoy forwards in headers, paths and bodies. Use it with
-// grpc.ForceCodecV2(harness.RawCodec{}).
+// grpc.ForceCodecV2(envoytest.RawCodec{}).
 type RawCodec struct{}
 
 func (RawCodec) Name() string { return "proto" }
