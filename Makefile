@@ -47,6 +47,12 @@ bench:
 bench-load:
 	$(GO) run ./test/load -rounds 5 -duration 10s -concurrency 50 -connections 10 -keys 10000 $(LOADFLAGS)
 
+## bench-load-http: keygate's ext_authz HTTP port vs a net/http server answering 200, driven by wrk (apt-get install -y wrk; ~2.5 min; flags in LOADFLAGS)
+.PHONY: bench-load-http
+bench-load-http:
+	@command -v wrk >/dev/null || { echo "bench-load-http needs wrk, an HTTP load generator: apt-get install -y wrk (Debian, Ubuntu), brew install wrk (macOS)" >&2; exit 1; }
+	$(GO) run ./test/load -mode http -rounds 5 -duration 10s -concurrency 50 -keys 10000 $(LOADFLAGS)
+
 ## soak: 10 min of load with a policy reload every second alternating a key's presence (make test runs a 9 s version; see docs/performance.md)
 .PHONY: soak
 soak:

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"time"
@@ -27,6 +28,9 @@ const (
 // one line per step. It fails if keygate does not stop cleanly at the end.
 func bench(cfg *config, tmp string, progress io.Writer) (_ *report, err error) {
 	rep := &report{cfg: cfg, machine: describeMachine()}
+	if _, err := exec.LookPath("wrk"); cfg.mode == "http" && err != nil {
+		return nil, errors.New(wrkMissing)
+	}
 	if err := buildKeygate(cfg.keygate, progress); err != nil {
 		return nil, err
 	}
@@ -58,20 +62,20 @@ func bench(cfg *config, tmp string, progress io.Writer) (_ *report, err error) {
 		}
 	}
 
-	floor, err := startFloor(rep.pinned, cfg.profile != "")
+	var floor, kg *target
+	if cfg.mode == "http" {
+		floor, kg, err = startHTTP(cfg, bp.key, tmp, pf.path, rep.pinned)
+	} else {
+		floor, kg, err = startGRPC(cfg, req, pf.path, rep.pinned)
+	}
+	if floor != nil {
+		defer floor.proc.Stop(10 * time.Second)
+	}
+	if kg != nil {
+		defer func() { err = errors.Join(err, kg.kg.Stop()) }()
+	}
 	if err != nil {
 		return nil, err
-	}
-	defer floor.proc.Stop(10 * time.Second)
-	kg, err := startKeygate(cfg.keygate, pf.path, rep.pinned, cfg.profile != "")
-	if err != nil {
-		return nil, err
-	}
-	defer func() { err = errors.Join(err, kg.kg.Stop()) }()
-	for _, t := range []*target{floor, kg} {
-		if err := probe(t.addr, req, 10*time.Second); err != nil {
-			return nil, errors.Join(err, t.proc.ExitError())
-		}
 	}
 
 	for round := 1; round <= cfg.rounds; round++ {
@@ -92,14 +96,14 @@ func bench(cfg *config, tmp string, progress io.Writer) (_ *report, err error) {
 			case reloadName:
 				swap = true
 			}
-			r, err := measure(t, req, cfg, pf, swap)
+			r, err := measure(t, cfg, pf, swap)
 			if err != nil {
 				return nil, err
 			}
 			r.round, r.server = round, name
 			rep.runs = append(rep.runs, r)
 			fmt.Fprintf(progress, "round %d %-15s %8.0f req/s  p99 %7s  %6.1f µs CPU/req  %d errors\n",
-				round, name, r.s.rps(), quantile(r.s.latencies, 0.99).Round(time.Microsecond), r.s.cpuPerRequest(), r.s.errors)
+				round, name, r.s.rps(), r.s.quantile(0.99).Round(time.Microsecond), r.s.cpuPerRequest(), r.s.errors)
 		}
 	}
 	rep.rss = maxRSS(kg.proc)
@@ -110,7 +114,7 @@ func bench(cfg *config, tmp string, progress io.Writer) (_ *report, err error) {
 		}
 		for _, t := range []*target{floor, kg} {
 			fmt.Fprintf(progress, "profiling %s for %ds\n", t.name, cfg.profileSeconds)
-			cpu, err := profile(t, req, cfg)
+			cpu, err := profile(t, cfg)
 			if err != nil {
 				return nil, err
 			}
@@ -120,9 +124,49 @@ func bench(cfg *config, tmp string, progress io.Writer) (_ *report, err error) {
 	return rep, nil
 }
 
+// startGRPC starts the gRPC floor and keygate and waits until both allow req.
+// The servers it returns are to be stopped even with an error.
+func startGRPC(cfg *config, req *authv3.CheckRequest, policyPath string, pin bool) (floor, kg *target, err error) {
+	if floor, err = startFloor(floorFlag, pin, cfg.profile != ""); err != nil {
+		return nil, nil, err
+	}
+	if kg, err = startKeygate(cfg.keygate, policyPath, false, pin, cfg.profile != ""); err != nil {
+		return floor, nil, err
+	}
+	for _, t := range []*target{floor, kg} {
+		t.drive = func(l load) (*sample, error) { return drive(t.addr, req, l, t.proc) }
+		if err := probe(t.addr, req, 10*time.Second); err != nil {
+			return floor, kg, errors.Join(err, t.proc.ExitError())
+		}
+	}
+	return floor, kg, nil
+}
+
+// startHTTP starts the net/http floor and keygate's HTTP port, with the wrk
+// script in tmp, and waits until both allow the load's request.
+func startHTTP(cfg *config, key, tmp, policyPath string, pin bool) (floor, kg *target, err error) {
+	h := &httpLoad{pin: pin}
+	if h.script, err = writeWrkScript(tmp, key); err != nil {
+		return nil, nil, err
+	}
+	if floor, err = startFloor(floorHTTPFlag, pin, cfg.profile != ""); err != nil {
+		return nil, nil, err
+	}
+	if kg, err = startKeygate(cfg.keygate, policyPath, true, pin, cfg.profile != ""); err != nil {
+		return floor, nil, err
+	}
+	for _, t := range []*target{floor, kg} {
+		t.drive = func(l load) (*sample, error) { return h.drive(t.addr, l, t.proc) }
+		if err := probeHTTP(t.addr, key, t.kg != nil, 10*time.Second); err != nil {
+			return floor, kg, errors.Join(err, t.proc.ExitError())
+		}
+	}
+	return floor, kg, nil
+}
+
 // measure drives one run against t; with swap, the policy file alternates
 // between its two variants every cfg.reloadEvery while the load runs.
-func measure(t *target, req *authv3.CheckRequest, cfg *config, pf *policyFile, swap bool) (result, error) {
+func measure(t *target, cfg *config, pf *policyFile, swap bool) (result, error) {
 	if err := settle(t.proc); err != nil {
 		return result{}, err
 	}
@@ -135,7 +179,7 @@ func measure(t *target, req *authv3.CheckRequest, cfg *config, pf *policyFile, s
 		}
 		stopSwap = pf.swapEvery(cfg.reloadEvery)
 	}
-	s, err := drive(t.addr, req, cfg.load, t.proc)
+	s, err := t.drive(cfg.load)
 	if err := errors.Join(stopSwap(), err); err != nil {
 		return result{}, errors.Join(fmt.Errorf("%s: %w", t.name, err), t.proc.ExitError())
 	}
@@ -192,7 +236,7 @@ func (pf *policyFile) swapEvery(period time.Duration) func() error {
 // profile writes a CPU profile of t under the load to dir/NAME.pprof. The run
 // is not part of the report (profiling costs CPU); it returns the run's CPU
 // time per request, to turn the profile's shares into microseconds.
-func profile(t *target, req *authv3.CheckRequest, cfg *config) (float64, error) {
+func profile(t *target, cfg *config) (float64, error) {
 	if err := settle(t.proc); err != nil {
 		return 0, err
 	}
@@ -215,7 +259,7 @@ func profile(t *target, req *authv3.CheckRequest, cfg *config) (float64, error) 
 		}
 		prof, perr = io.ReadAll(resp.Body)
 	})
-	s, err := drive(t.addr, req, l, t.proc)
+	s, err := t.drive(l)
 	wg.Wait()
 	if err := errors.Join(err, perr); err != nil {
 		return 0, err

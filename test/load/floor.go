@@ -64,14 +64,18 @@ func runFloor(addr, pprofAddr string) error {
 // childMain runs a role the harness re-executes itself in; handled is false
 // for a normal run.
 func childMain(args []string) (code int, handled bool) {
-	if len(args) < 2 || len(args) > 3 || args[0] != floorFlag {
+	if len(args) < 2 || len(args) > 3 || (args[0] != floorFlag && args[0] != floorHTTPFlag) {
 		return 0, false
 	}
 	pprofAddr := ""
 	if len(args) == 3 {
 		pprofAddr = args[2]
 	}
-	if err := runFloor(args[1], pprofAddr); err != nil {
+	serve := runFloor
+	if args[0] == floorHTTPFlag {
+		serve = runHTTPFloor
+	}
+	if err := serve(args[1], pprofAddr); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1, true
 	}

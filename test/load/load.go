@@ -90,6 +90,17 @@ type sample struct {
 	// server and the load generator: other processes, and interrupt work
 	// the kernel does not charge to a process. Near 0 on a quiet machine.
 	otherTicks int64
+	// pct holds the quantiles when the load generator reports them itself
+	// (wrk) instead of every latency.
+	pct map[float64]time.Duration
+}
+
+// quantile is the q quantile of the window's latencies.
+func (s *sample) quantile(q float64) time.Duration {
+	if s.pct != nil {
+		return s.pct[q]
+	}
+	return quantile(s.latencies, q)
 }
 
 type worker struct {

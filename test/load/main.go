@@ -1,7 +1,10 @@
 // Command load measures keygate under gRPC load against a floor: a no-op
-// ext_authz server that allows everything, the cost of gRPC alone.
+// ext_authz server that allows everything, the cost of gRPC alone. With
+// -mode http it measures keygate's ext_authz HTTP port instead, against a
+// net/http server that answers 200, driven by wrk.
 //
 //	go run ./test/load [-rounds 5 -duration 10s -concurrency 50 -connections 10 -keys 10000]
+//	go run ./test/load -mode http [-rounds 5 -duration 10s -concurrency 50 -keys 10000]
 //	go run ./test/load -soak 10m [-keys 5000 -concurrency 20 -connections 4]
 //
 // It builds keygate, generates a policy, starts the floor and keygate as
@@ -40,6 +43,7 @@ func main() {
 // config is the harness's command line.
 type config struct {
 	rounds         int
+	mode           string // grpc or http
 	load           load
 	keys           int
 	keygate        string        // prebuilt binary; empty builds ./cmd/keygate
@@ -54,6 +58,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	c := &config{}
 	fs := flag.NewFlagSet("load", flag.ContinueOnError)
 	fs.SetOutput(stderr)
+	fs.StringVar(&c.mode, "mode", "grpc", "grpc: keygate's gRPC Check against a no-op ext_authz server, driven by grpc-go; http: keygate's ext_authz HTTP port (--http-original-request envoy) against a net/http server that answers 200, driven by wrk (1 thread, -concurrency connections; -connections is not used)")
 	fs.IntVar(&c.rounds, "rounds", 5, "rounds; each runs the floor and keygate once, in alternating order")
 	fs.DurationVar(&c.load.duration, "duration", 10*time.Second, "measured length of each run")
 	fs.DurationVar(&c.load.warmup, "warmup", 2*time.Second, "unmeasured load before each run's window")
@@ -83,11 +88,15 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		}
 	}
 	switch {
+	case c.mode != "grpc" && c.mode != "http":
+		return nil, fmt.Errorf("-mode must be grpc or http, not %q", c.mode)
+	case c.mode == "http" && c.soak > 0:
+		return nil, errors.New("-soak runs over gRPC only; drop -mode http")
 	case fs.NArg() > 0:
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	case c.rounds < 1, c.load.duration <= 0, c.load.warmup < 0, c.load.concurrency < 1, c.load.connections < 1:
 		return nil, errors.New("-rounds, -duration, -concurrency and -connections must be positive")
-	case c.load.connections > c.load.concurrency:
+	case c.mode == "grpc" && c.load.connections > c.load.concurrency:
 		return nil, errors.New("-connections must not exceed -concurrency")
 	case c.soak < 0, c.soak > 0 && c.soak < 20*time.Second:
 		return nil, errors.New("-soak must be at least 20s: memory is sampled from 10s on, every 5s")

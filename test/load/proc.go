@@ -30,7 +30,7 @@ func cpuTicks(p *harness.Process) (int64, error) {
 // cpuReading is CPU time in ticks, as /proc has it at one moment.
 type cpuReading struct {
 	server int64 // the server's utime+stime
-	self   int64 // this process's (the load generator's)
+	self   int64 // this process's and its waited-for children's (the load generator's, wrk's)
 	busy   int64 // the machine's: user, nice, system, irq and softirq of all CPUs
 }
 
@@ -41,7 +41,7 @@ func readCPU(server *harness.Process) (cpuReading, error) {
 	if b, err := os.ReadFile("/proc/self/stat"); err != nil {
 		err2 = err
 	} else {
-		r.self, err2 = parseStatTicks(b)
+		r.self, err2 = parseSelfTicks(b)
 	}
 	if b, err := os.ReadFile("/proc/stat"); err != nil {
 		err3 = err
@@ -88,6 +88,26 @@ func parseStatTicks(stat []byte) (int64, error) {
 		return 0, fmt.Errorf("/proc stat: %w", err)
 	}
 	return utime + stime, nil
+}
+
+// parseSelfTicks is utime+stime plus cutime+cstime (fields 16 and 17): the
+// CPU time of this process and of the children it has waited for, such as
+// a finished wrk run.
+func parseSelfTicks(stat []byte) (int64, error) {
+	own, err := parseStatTicks(stat)
+	if err != nil {
+		return 0, err
+	}
+	f := strings.Fields(string(stat[bytes.LastIndexByte(stat, ')')+1:]))
+	if len(f) < 15 {
+		return 0, errors.New("short /proc stat")
+	}
+	cutime, err1 := strconv.ParseInt(f[13], 10, 64)
+	cstime, err2 := strconv.ParseInt(f[14], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("/proc stat: %w", err)
+	}
+	return own + cutime + cstime, nil
 }
 
 // maxRSS is the process's peak resident set (VmHWM), in bytes.

@@ -116,8 +116,13 @@ func micros(d time.Duration) float64 { return float64(d) / float64(time.Microsec
 
 func (r *report) print(w io.Writer) {
 	c := r.cfg
-	fmt.Fprintf(w, "\nkeygate load benchmark: %d rounds × %v (after %v warm-up), concurrency %d over %d connections, %d keys\n",
-		c.rounds, c.load.duration, c.load.warmup, c.load.concurrency, c.load.connections, c.keys)
+	if c.mode == "http" {
+		fmt.Fprintf(w, "\nkeygate HTTP load benchmark: %d rounds × %v (after %v warm-up), wrk 1 thread × %d connections, %d keys; floor: net/http answering 200\n",
+			c.rounds, c.load.duration, c.load.warmup, c.load.concurrency, c.keys)
+	} else {
+		fmt.Fprintf(w, "\nkeygate load benchmark: %d rounds × %v (after %v warm-up), concurrency %d over %d connections, %d keys\n",
+			c.rounds, c.load.duration, c.load.warmup, c.load.concurrency, c.load.connections, c.keys)
+	}
 	pin := "not pinned"
 	if r.pinned {
 		pin = "servers pinned to CPU 0, load generator to CPU 1"
@@ -134,9 +139,8 @@ func (r *report) print(w io.Writer) {
 		if x.server == reloadName {
 			reloads = fmt.Sprint(x.reloads)
 		}
-		l := x.s.latencies
 		fmt.Fprintf(tw, "%d\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%d\t%.1f\t%.0f\t%s\t\n", x.round, x.server, x.s.rps(),
-			micros(quantile(l, 0.5)), micros(quantile(l, 0.9)), micros(quantile(l, 0.99)), x.s.errors, x.s.cpuPerRequest(), x.s.otherCPU(), reloads)
+			micros(x.s.quantile(0.5)), micros(x.s.quantile(0.9)), micros(x.s.quantile(0.99)), x.s.errors, x.s.cpuPerRequest(), x.s.otherCPU(), reloads)
 	}
 	fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t\t")
 	for _, name := range []string{floorName, keygateSrv, reloadName} {
@@ -144,7 +148,7 @@ func (r *report) print(w io.Writer) {
 			continue
 		}
 		q := func(p float64) float64 {
-			return median(r.byRound(name, func(x result) float64 { return micros(quantile(x.s.latencies, p)) }))
+			return median(r.byRound(name, func(x result) float64 { return micros(x.s.quantile(p)) }))
 		}
 		fmt.Fprintf(tw, "median\t%s\t%.0f\t%.0f\t%.0f\t%.0f\t%.0f\t%.1f\t%.0f\t\t\n", name,
 			median(r.byRound(name, func(x result) float64 { return x.s.rps() })), q(0.5), q(0.9), q(0.99),
@@ -156,7 +160,7 @@ func (r *report) print(w io.Writer) {
 	fmt.Fprintln(w, "(median rows: the median over rounds of each column; errors are summed)")
 
 	cpu := func(x result) float64 { return x.s.cpuPerRequest() }
-	p99 := func(x result) float64 { return micros(quantile(x.s.latencies, 0.99)) }
+	p99 := func(x result) float64 { return micros(x.s.quantile(0.99)) }
 	fmt.Fprintf(w, "\nkeygate ÷ floor, median of per-round ratios: CPU/request %s, p99 %s\n",
 		ratio(r.byRound(keygateSrv, cpu), r.byRound(floorName, cpu)),
 		ratio(r.byRound(keygateSrv, p99), r.byRound(floorName, p99)))

@@ -19,8 +19,9 @@ type target struct {
 	name  string
 	proc  *harness.Process
 	kg    *harness.Keygate // nil for the floor
-	addr  string           // gRPC
+	addr  string           // gRPC, or HTTP in -mode http
 	pprof string           // base URL of /debug/pprof/profile, when profiling
+	drive func(load) (*sample, error)
 }
 
 // pinned runs argv on CPU 0 when pin is set. taskset execs it, so the PID
@@ -32,8 +33,9 @@ func pinned(pin bool, argv ...string) []string {
 	return argv
 }
 
-// startFloor re-executes this program as the floor server.
-func startFloor(pin, pprof bool) (*target, error) {
+// startFloor re-executes this program as the floor server: role is
+// floorFlag (gRPC) or floorHTTPFlag.
+func startFloor(role string, pin, pprof bool) (*target, error) {
 	exe, err := os.Executable()
 	if err != nil {
 		return nil, err
@@ -42,7 +44,7 @@ func startFloor(pin, pprof bool) (*target, error) {
 	if t.addr, err = harness.FreeAddr(); err != nil {
 		return nil, err
 	}
-	argv := []string{exe, floorFlag, t.addr}
+	argv := []string{exe, role, t.addr}
 	if pprof {
 		addr, err := harness.FreeAddr()
 		if err != nil {
@@ -59,10 +61,12 @@ func startFloor(pin, pprof bool) (*target, error) {
 
 // startKeygate serves policyPath with metrics on (the default) and the
 // decision log at "denied", and waits until it is ready. bin empty is the
-// harness's build of ./cmd/keygate.
-func startKeygate(bin, policyPath string, pin, pprof bool) (*target, error) {
+// harness's build of ./cmd/keygate. With httpPort the target is keygate's
+// ext_authz HTTP port, reading the original request as Envoy sends it.
+func startKeygate(bin, policyPath string, httpPort, pin, pprof bool) (*target, error) {
 	o := harness.Options{
 		Binary:       bin,
+		HTTP:         httpPort,
 		Args:         []string{"--policy", policyPath, "--decision-log", "denied"},
 		Wrap:         pinned(pin),
 		ReadyTimeout: 60 * time.Second,
@@ -71,11 +75,17 @@ func startKeygate(bin, policyPath string, pin, pprof bool) (*target, error) {
 	if pprof {
 		o.Args = append(o.Args, "--admin-pprof")
 	}
+	if httpPort {
+		o.Args = append(o.Args, "--http-original-request", "envoy")
+	}
 	kg, err := harness.Start(o)
 	if err != nil {
 		return nil, err
 	}
 	t := &target{name: keygateSrv, proc: kg.Process, kg: kg, addr: kg.GRPCAddr}
+	if httpPort {
+		t.addr = kg.HTTPAddr
+	}
 	if pprof {
 		t.pprof = "http://" + kg.AdminAddr
 	}

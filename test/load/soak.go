@@ -168,7 +168,7 @@ func soak(cfg soakConfig, tmp string, progress io.Writer) (_ *soakResult, err er
 	}
 	// pprof on: the sampler forces a garbage collection (heap?gc=1) before
 	// each reading, so the heap figures are live memory, not GC phase.
-	kg, err := startKeygate(cfg.keygate, path, false, true)
+	kg, err := startKeygate(cfg.keygate, path, false, false, true)
 	if err != nil {
 		return nil, err
 	}
