@@ -6,10 +6,19 @@
 // against; an entry from another generation is a miss. So a revocation takes
 // effect on the very next request after the new snapshot is published, however
 // warm the cache: the cache can make a lookup cheaper, never staler.
+//
+// The cache is sharded by digest: a power-of-two number of independent LRUs,
+// each with its own lock and its own counters on their own cache line, so
+// that cores resolving different credentials do not wait on one another nor
+// bounce one line between them. A digest is uniformly distributed, so its
+// low bits pick the shard. A hit takes only its shard's read lock, which
+// does not make readers wait for one another (see promoteEvery).
 package cache
 
 import (
+	"encoding/binary"
 	"fmt"
+	"runtime"
 	"sync/atomic"
 	"time"
 
@@ -28,15 +37,35 @@ type entry struct {
 	gen      uint64
 	p        *policy.Principal // nil: unknown
 	negUntil int64             // UnixNano; for unknown entries
+	promoted atomic.Int64      // UnixNano the entry was last made most recent
 }
+
+// promoteEvery is how often a hit moves its entry to the front of its LRU.
+// A hit reads with Peek, under the shard's read lock, which readers share;
+// only a hit whose entry has not been promoted for this long takes the write
+// lock to promote it. So a credential presented on every request is locked
+// for at most once per promoteEvery, and recency is kept to within it: an
+// entry used within the last promoteEvery may be evicted only after every
+// entry of its shard was added or promoted since.
+const promoteEvery = int64(time.Second)
+
+// counters are one shard's. The padding keeps two shards' counters off one
+// cache line (128 bytes: the line and the one the prefetcher pairs with it).
+type counters struct {
+	hits, misses, negHits, evictions atomic.Uint64
+	_                                [128 - 4*8]byte
+}
+
+// lrus is one generation of shards: Reset swaps them all at once.
+type lrus []*lru.Cache[Key, *entry]
 
 // Cache is safe for concurrent use.
 type Cache struct {
-	lru    atomic.Pointer[lru.Cache[Key, entry]]
+	lrus   atomic.Pointer[lrus]
+	counts []counters // per shard; they outlive Reset
+	mask   uint64     // shards - 1
 	size   int
 	negTTL int64
-
-	hits, misses, negHits, evictions atomic.Uint64
 }
 
 // Defaults for New.
@@ -45,20 +74,51 @@ const (
 	DefaultNegativeTTL = 10 * time.Second
 )
 
+// minShardSize keeps shards large enough that sharding does not change
+// which entries an LRU of the whole size would keep, to within noise: a
+// small cache is one shard, and bounded exactly.
+const minShardSize = 1024
+
+// shardsFor is a power of two: four per P (so that two cores rarely pick
+// the same shard at once), fewer when size would make shards smaller than
+// minShardSize, at least one.
+func shardsFor(size, procs int) int {
+	n := 1
+	for n < 4*procs && (2*n)*minShardSize <= size {
+		n *= 2
+	}
+	return n
+}
+
 // New returns a cache of at most size entries; unknown credentials are
 // remembered for negativeTTL (within one snapshot generation).
 func New(size int, negativeTTL time.Duration) (*Cache, error) {
-	c := &Cache{size: size, negTTL: int64(negativeTTL)}
-	l, err := c.newLRU()
+	n := shardsFor(size, runtime.GOMAXPROCS(0))
+	c := &Cache{counts: make([]counters, n), mask: uint64(n - 1), size: size, negTTL: int64(negativeTTL)}
+	l, err := c.newLRUs()
 	if err != nil {
 		return nil, fmt.Errorf("credential cache of size %d: %w", size, err)
 	}
-	c.lru.Store(l)
+	c.lrus.Store(l)
 	return c, nil
 }
 
-func (c *Cache) newLRU() (*lru.Cache[Key, entry], error) {
-	return lru.NewWithEvict(c.size, func(Key, entry) { c.evictions.Add(1) })
+// newLRUs splits size between the shards: the total is size exactly.
+func (c *Cache) newLRUs() (*lrus, error) {
+	n := len(c.counts)
+	l := make(lrus, n)
+	for i := range l {
+		size := c.size / n
+		if i < c.size%n {
+			size++
+		}
+		ev := &c.counts[i].evictions
+		var err error
+		if l[i], err = lru.NewWithEvict(size, func(Key, *entry) { ev.Add(1) }); err != nil {
+			return nil, err
+		}
+	}
+	return &l, nil
 }
 
 // Reset starts an empty cache. Call it when a new snapshot is published:
@@ -66,8 +126,8 @@ func (c *Cache) newLRU() (*lru.Cache[Key, entry], error) {
 // the old snapshot's principals alive. The swap takes no lock that Resolve
 // waits on.
 func (c *Cache) Reset() {
-	if l, err := c.newLRU(); err == nil {
-		c.lru.Store(l)
+	if l, err := c.newLRUs(); err == nil {
+		c.lrus.Store(l)
 	}
 }
 
@@ -84,20 +144,24 @@ const (
 // not know the credential. now is UnixNano. It does not check expiry or
 // revocation: the caller does that on every request from the principal.
 func (c *Cache) Resolve(snap *policy.Snapshot, k Key, now int64) (*policy.Principal, Outcome) {
-	l := c.lru.Load()
-	if e, ok := l.Get(k); ok && e.gen == snap.Generation {
+	i := binary.LittleEndian.Uint64(k.Digest[:8]) & c.mask
+	l, n := (*c.lrus.Load())[i], &c.counts[i]
+	if e, ok := l.Peek(k); ok && e.gen == snap.Generation && (e.p != nil || now < e.negUntil) {
+		if now-e.promoted.Load() >= promoteEvery {
+			e.promoted.Store(now)
+			l.Get(k)
+		}
 		if e.p != nil {
-			c.hits.Add(1)
+			n.hits.Add(1)
 			return e.p, Hit
 		}
-		if now < e.negUntil {
-			c.negHits.Add(1)
-			return nil, NegativeHit
-		}
+		n.negHits.Add(1)
+		return nil, NegativeHit
 	}
-	c.misses.Add(1)
+	n.misses.Add(1)
 	p := snap.Lookup(k.Kind, k.Digest)
-	e := entry{gen: snap.Generation, p: p}
+	e := &entry{gen: snap.Generation, p: p}
+	e.promoted.Store(now)
 	if p == nil {
 		e.negUntil = now + c.negTTL
 	}
@@ -111,10 +175,21 @@ type Stats struct {
 	Entries                               int
 }
 
-// Stats returns the counters.
+// Stats returns the counters, summed over the shards.
 func (c *Cache) Stats() Stats {
-	return Stats{
-		Hits: c.hits.Load(), NegativeHits: c.negHits.Load(), Misses: c.misses.Load(),
-		Evictions: c.evictions.Load(), Entries: c.lru.Load().Len(),
+	var st Stats
+	for i := range c.counts {
+		n := &c.counts[i]
+		st.Hits += n.hits.Load()
+		st.NegativeHits += n.negHits.Load()
+		st.Misses += n.misses.Load()
+		st.Evictions += n.evictions.Load()
 	}
+	for _, l := range *c.lrus.Load() {
+		st.Entries += l.Len()
+	}
+	return st
 }
+
+// Shards returns how many independent LRUs the cache is split into.
+func (c *Cache) Shards() int { return len(c.counts) }
