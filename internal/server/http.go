@@ -5,6 +5,7 @@ import (
 	"net"
 	"net/http"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/keygate/keygate/internal/authz"
@@ -18,6 +19,7 @@ type HTTPAuth struct {
 	pathPrefix string
 	origin     Origin
 	obs        Observer
+	names      canonicalNames
 }
 
 // Origin says where the HTTP adapter reads the original request from.
@@ -76,8 +78,11 @@ func NewHTTPAuth(a *authz.Authorizer, log *DecisionLog, pathPrefix string, origi
 // refused too. A refusal is an empty path, denied as a bad path: keygate
 // never guesses.
 func (h *HTTPAuth) original(req *http.Request) (method, host, path string) {
-	xOriginal, xForwarded := req.Header.Get("X-Original-Uri"), req.Header.Get("X-Forwarded-Uri")
 	origin := h.origin
+	if origin == OriginEnvoy { // the default: no header lookups
+		return h.requestLine(req)
+	}
+	xOriginal, xForwarded := req.Header.Get("X-Original-Uri"), req.Header.Get("X-Forwarded-Uri")
 	if origin == OriginAuto {
 		switch {
 		case xOriginal != "" && xForwarded != "":
@@ -100,6 +105,12 @@ func (h *HTTPAuth) original(req *http.Request) (method, host, path string) {
 		}
 		return proxyNamed(req.Header.Get("X-Forwarded-Method"), host, xForwarded)
 	}
+	return h.requestLine(req)
+}
+
+// requestLine is the request as Envoy's http_service sends it: method,
+// Host and path, less path_prefix.
+func (h *HTTPAuth) requestLine(req *http.Request) (method, host, path string) {
 	path = req.RequestURI
 	if h.pathPrefix != "" {
 		rest, found := strings.CutPrefix(path, h.pathPrefix)
@@ -133,30 +144,56 @@ func (h *HTTPAuth) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		Path:    path,
 		Headers: authz.HTTPHeaders(req.Header),
 	}
-	d := h.authz.Decide(&r)
-	logged := h.log.wants(&d)
+	// The decision escapes (to the observer) and the answer's header values
+	// to net/http's map: one allocation holds both.
+	a := &httpAnswer{d: h.authz.Decide(&r)}
+	d := &a.d
+	logged := h.log.wants(d)
 	id := ""
 	if d.Result != authz.Allow || logged {
 		id = authz.DecisionID(req.Header.Get("x-request-id"))
 	}
-	writeHTTPAnswer(w, &d, &r, id)
-	h.obs.ObserveDecision("http", &d, time.Since(start))
+	h.writeAnswer(w, a, &r, id)
+	h.obs.ObserveDecision("http", d, time.Since(start))
 	if logged {
 		src, _, _ := net.SplitHostPort(req.RemoteAddr)
-		h.log.write(&d, entry{transport: "http", id: id, method: r.Method, path: r.Path, source: src, start: start})
+		h.log.write(d, entry{transport: "http", id: id, method: r.Method, path: r.Path, source: src, start: start})
 	}
 }
 
-func writeHTTPAnswer(w http.ResponseWriter, d *authz.Decision, r *authz.Request, id string) {
-	hdr := w.Header()
+// httpAnswer is a decision and the values of the headers its allow sets:
+// at most 8 identity headers and the list of headers to remove.
+type httpAnswer struct {
+	d    authz.Decision
+	vals [9]string
+}
+
+func (h *HTTPAuth) writeAnswer(w http.ResponseWriter, a *httpAnswer, r *authz.Request, id string) {
+	d, hdr := &a.d, w.Header()
 	switch d.Result {
 	case authz.Allow:
 		set := d.IdentityHeaders(make([]authz.Header, 0, 8))
-		for _, kv := range set {
-			hdr.Set(kv.Name, kv.Value)
+		var rmBuf [4]string
+		rm := d.HeadersToRemove(rmBuf[:0], r.Headers, set)
+		// Written into the map under names canonicalized once per policy
+		// (hdr.Set would canonicalize, and allocate, every name on every
+		// request), with one backing array for all the values.
+		n := len(set)
+		if len(rm) > 0 {
+			n++
 		}
-		if rm := d.HeadersToRemove(nil, r.Headers, set); len(rm) > 0 {
-			hdr.Set(HeadersToRemoveHeader, strings.Join(rm, ","))
+		vals := a.vals[:0]
+		if n > len(a.vals) {
+			vals = make([]string, 0, n)
+		}
+		vals = vals[:n]
+		for i, kv := range set {
+			vals[i] = kv.Value
+			hdr[h.names.canonical(kv.Name)] = vals[i : i+1 : i+1]
+		}
+		if len(rm) > 0 {
+			vals[n-1] = strings.Join(rm, ",")
+			hdr[canonicalHeadersToRemove] = vals[n-1 : n : n]
 		}
 		w.WriteHeader(http.StatusOK)
 	case authz.Unavailable:
@@ -169,4 +206,39 @@ func writeHTTPAnswer(w http.ResponseWriter, d *authz.Decision, r *authz.Request,
 		w.WriteHeader(d.Status)
 		_, _ = w.Write([]byte(d.Body(id)))
 	}
+}
+
+var canonicalHeadersToRemove = http.CanonicalHeaderKey(HeadersToRemoveHeader)
+
+// maxCanonicalNames bounds canonicalNames: identity header names come from
+// the policy, a handful per prefix, so only a policy reloaded with ever new
+// prefixes reaches it; past it, names are canonicalized per request.
+const maxCanonicalNames = 256
+
+// canonicalNames maps header names to the form net/http keys its maps by
+// ("x-keygate-user" to "X-Keygate-User"). The hot path reads it without a
+// lock; a name not seen yet copies the map with it added. Two requests
+// adding at once may lose one addition, which is only canonicalized again.
+type canonicalNames struct {
+	m atomic.Pointer[map[string]string]
+}
+
+func (c *canonicalNames) canonical(name string) string {
+	var m map[string]string
+	if p := c.m.Load(); p != nil {
+		m = *p
+		if cn, ok := m[name]; ok {
+			return cn
+		}
+	}
+	cn := http.CanonicalHeaderKey(name)
+	if len(m) < maxCanonicalNames {
+		next := make(map[string]string, len(m)+1)
+		for k, v := range m {
+			next[k] = v
+		}
+		next[name] = cn
+		c.m.Store(&next)
+	}
+	return cn
 }
