@@ -190,6 +190,3 @@ func (c *Cache) Stats() Stats {
 	}
 	return st
 }
-
-// Shards returns how many independent LRUs the cache is split into.
-func (c *Cache) Shards() int { return len(c.counts) }

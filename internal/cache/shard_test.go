@@ -13,15 +13,15 @@ import (
 
 func TestShardsFor(t *testing.T) {
 	cases := []struct{ size, procs, want int }{
-		{3, 64, 1},            // a small cache is one LRU, bounded exactly
-		{2047, 8, 1},          // two shards would be under minShardSize
-		{2048, 8, 2},          //
-		{100_000, 1, 4},       // four per P
-		{100_000, 2, 8},       //
-		{100_000, 3, 16},      // rounded up to a power of two
-		{100_000, 64, 64},     // capped by minShardSize: 97 would fit, 64 is the power of two
-		{10_000_000, 64, 256}, //
-		{0, 4, 1},             // New refuses it, with one shard's error
+		{3, 64, 1},   // a small cache is one LRU, bounded exactly
+		{2047, 8, 1}, // two shards would be under minShardSize
+		{2048, 8, 2},
+		{100_000, 1, 4}, // four per P
+		{100_000, 2, 8},
+		{100_000, 3, 16},  // rounded up to a power of two
+		{100_000, 64, 64}, // capped by minShardSize: 97 would fit, 64 is the power of two
+		{10_000_000, 64, 256},
+		{0, 4, 1}, // New refuses it, with one shard's error
 	}
 	for _, c := range cases {
 		if got := shardsFor(c.size, c.procs); got != c.want {
@@ -58,8 +58,8 @@ func TestShardedCacheKeepsItsPromises(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Shards() != 8 {
-		t.Fatalf("%d shards, want 8 (size %d, 4 Ps)", c.Shards(), size)
+	if n := len(c.counts); n != 8 {
+		t.Fatalf("%d shards, want 8 (size %d, 4 Ps)", n, size)
 	}
 	known := make([]string, 64)
 	for i := range known {
