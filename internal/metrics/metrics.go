@@ -1,6 +1,7 @@
 // Package metrics exposes keygate's Prometheus metrics. Decisions are
-// recorded on the Check path with pre-bound series; everything about the
-// cache and the policy is read at scrape time, so it costs Check nothing.
+// recorded on the Check path into striped counters (striped.go), which no
+// two cores need to share; everything about the cache and the policy is
+// read at scrape time, so it costs Check nothing.
 package metrics
 
 import (
@@ -17,9 +18,9 @@ import (
 
 // Metrics records decisions. It implements server.Observer.
 type Metrics struct {
-	decisions *prometheus.CounterVec
-	durGRPC   prometheus.Observer
-	durHTTP   prometheus.Observer
+	decisions *decisionCounter
+	durGRPC   *durationHistogram
+	durHTTP   *durationHistogram
 }
 
 // Config names what the scrape-time collectors read.
@@ -37,15 +38,14 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 	if cfg.ExpiringWithin == 0 {
 		cfg.ExpiringWithin = 7 * 24 * time.Hour
 	}
-	decisions := prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "keygate_decisions_total",
-		Help: "Authorization decisions by result (allow, deny, shadow_deny, unavailable), reason and policy endpoint.",
-	}, []string{"result", "reason", "endpoint"})
-	duration := prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "keygate_check_duration_seconds",
-		Help:    "Time to decide and answer one check, by transport (grpc, http).",
-		Buckets: []float64{.00001, .000025, .00005, .0001, .00025, .0005, .001, .0025, .005, .01, .025, .1},
-	}, []string{"transport"})
+	decisions := newDecisionCounter(prometheus.NewDesc("keygate_decisions_total",
+		"Authorization decisions by result (allow, deny, shadow_deny, unavailable), reason and policy endpoint.",
+		[]string{"result", "reason", "endpoint"}, nil))
+	duration := &durationCollector{
+		desc: prometheus.NewDesc("keygate_check_duration_seconds",
+			"Time to decide and answer one check, by transport (grpc, http).", []string{"transport"}, nil),
+		grpc: newDurationHistogram(), http: newDurationHistogram(),
+	}
 	cs := []prometheus.Collector{
 		decisions, duration,
 		collectors.NewGoCollector(),
@@ -58,21 +58,17 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 			return nil, err
 		}
 	}
-	return &Metrics{
-		decisions: decisions,
-		durGRPC:   duration.WithLabelValues("grpc"),
-		durHTTP:   duration.WithLabelValues("http"),
-	}, nil
+	return &Metrics{decisions: decisions, durGRPC: duration.grpc, durHTTP: duration.http}, nil
 }
 
 // ObserveDecision records one decision; labels come from closed sets and the
 // policy's endpoint names, never from the request.
 func (m *Metrics) ObserveDecision(transport string, d *authz.Decision, took time.Duration) {
-	m.decisions.WithLabelValues(d.Outcome(), d.Reason.String(), d.EndpointName()).Inc()
+	m.decisions.inc(decisionKey{result: d.Outcome(), reason: d.Reason, endpoint: d.EndpointName()})
 	if transport == "http" {
-		m.durHTTP.Observe(took.Seconds())
+		m.durHTTP.observe(took)
 	} else {
-		m.durGRPC.Observe(took.Seconds())
+		m.durGRPC.observe(took)
 	}
 }
 
