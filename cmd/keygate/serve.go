@@ -12,6 +12,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 	"syscall"
@@ -82,7 +83,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	// would let through.
 	fs.IntVar(&c.maxRecvMsg, "grpc-max-recv-msg-size", 10<<20, "largest CheckRequest accepted, in bytes")
 	// The size of one message does not bound memory: many at once do.
-	fs.IntVar(&c.recvBudget, "grpc-recv-budget", 40<<20, "bytes of gRPC requests read and decided at once, across all connections: each call reserves --grpc-max-recv-msg-size of it, and calls wait in turn while it is spent")
+	fs.IntVar(&c.recvBudget, "grpc-recv-budget", 0, "bytes of gRPC requests read and decided at once, across all connections: each call reserves --grpc-max-recv-msg-size of it, and calls wait in turn while it is spent; 0: 40 MiB, or one message per CPU (GOMAXPROCS) if that is more")
 	fs.DurationVar(&c.idleTimeout, "http-idle-timeout", 3*time.Minute, "how long the HTTP and admin listeners keep an idle keep-alive connection open; keep proxies' upstream idle timeouts below it")
 	c.kube.register(fs)
 	return fs, c
@@ -103,6 +104,9 @@ func serve(args []string, stderr io.Writer) error {
 	origin, err := server.ParseOrigin(cfg.httpOrigin)
 	if err != nil {
 		return err
+	}
+	if cfg.recvBudget == 0 {
+		cfg.recvBudget = defaultRecvBudget(cfg.maxRecvMsg, runtime.GOMAXPROCS(0))
 	}
 	budget, err := server.NewRecvBudget(int64(cfg.recvBudget), int64(cfg.maxRecvMsg))
 	if err != nil {
@@ -305,6 +309,15 @@ func adminExtras(reg *prometheus.Registry, pprofOn bool) map[string]http.Handler
 		h["/debug/pprof/trace"] = http.HandlerFunc(pprof.Trace)
 	}
 	return h
+}
+
+// defaultRecvBudget is 40 MiB (four 10 MiB messages), or one message per
+// CPU if that is more: every call holds a share while it is decided, so a
+// budget of fewer messages than CPUs would leave CPUs idle behind it. Go
+// sizes GOMAXPROCS from the container's CPU limit, which is sized with its
+// memory.
+func defaultRecvBudget(maxMsg, procs int) int {
+	return max(40<<20, procs*maxMsg)
 }
 
 // setMemoryLimit sets Go's memory limit (GOMEMLIMIT) to 90% of the

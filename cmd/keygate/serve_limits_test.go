@@ -27,3 +27,18 @@ func TestServeLimitFlags(t *testing.T) {
 		}
 	}
 }
+
+// TestDefaultRecvBudget: the default lets every CPU decide a Check at once,
+// and holds four messages at least.
+func TestDefaultRecvBudget(t *testing.T) {
+	for _, c := range []struct{ maxMsg, procs, want int }{
+		{10 << 20, 1, 40 << 20},
+		{10 << 20, 4, 40 << 20},
+		{10 << 20, 16, 160 << 20},
+		{1 << 20, 16, 40 << 20},
+	} {
+		if got := defaultRecvBudget(c.maxMsg, c.procs); got != c.want {
+			t.Errorf("defaultRecvBudget(%d, %d) = %d, want %d", c.maxMsg, c.procs, got, c.want)
+		}
+	}
+}
