@@ -29,49 +29,13 @@ import (
 // answer encoded to bytes by the codec, with metrics off and on, to show
 // what recording them costs.
 func BenchmarkCheck(b *testing.B) {
-	var doc strings.Builder
-	doc.WriteString("version: 1\ngroups: [{name: sales}]\ntenants: [{id: acme, orgs: [acme-eu]}]\nendpoints:\n")
-	for i := 0; i < 9; i++ {
-		fmt.Fprintf(&doc, "  - {name: e%d, match: {path: \"/svc%d/**\"}}\n", i, i)
-	}
-	doc.WriteString("  - {name: sales, match: {path: \"/orgs/{org}/sales/**\"}, groups: [sales], org: {from: path, name: org}}\napi_keys:\n")
-	for i := 0; i < 10_000; i++ {
-		fmt.Fprintf(&doc, "  - {id: k%d, hash: %q, tenant: acme, user: u%d, groups: [sales]}\n", i, policy.FormatDigest(apikey.Digest(fmt.Sprintf("key-%d", i))), i)
-	}
-	snap, err := policy.Load([]policy.Input{{Name: "b.yaml", Data: []byte(doc.String())}}, policy.Options{Generation: 1})
-	if err != nil {
-		b.Fatal(err)
-	}
-	req, err := proto.Marshal(&authv3.CheckRequest{Attributes: &authv3.AttributeContext{
-		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
-			SocketAddress: &corev3.SocketAddress{Address: "10.0.0.1"}}}},
-		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
-			Method: "GET", Host: "api.example.com", Path: "/orgs/acme-eu/sales/q1?year=2026",
-			Headers: map[string]string{
-				":authority": "api.example.com", ":method": "GET", ":path": "/orgs/acme-eu/sales/q1?year=2026",
-				"authorization": "Bearer key-4242", "user-agent": "bench", "accept": "*/*",
-				"x-request-id": "8b1f9a0c", "x-forwarded-for": "10.0.0.1",
-			},
-		}},
-	}})
-	if err != nil {
-		b.Fatal(err)
-	}
+	snap := benchSnapshot(b)
+	req := benchCheckRequest(b, "key-4242")
 	for _, on := range []bool{false, true} {
 		b.Run(fmt.Sprintf("metrics=%v", on), func(b *testing.B) {
-			st := source.NewStore()
-			st.Publish(snap)
-			c, _ := cache.New(cache.DefaultSize, time.Minute)
-			var obs server.Observer
-			if on {
-				m, err := metrics.New(prometheus.NewRegistry(), metrics.Config{Store: st, Cache: c, Source: "file"})
-				if err != nil {
-					b.Fatal(err)
-				}
-				obs = m
-			}
+			a, obs := benchAuthorizer(b, snap, on)
 			var reg registrar
-			server.NewAuthServer(authz.New(st, c), server.NewDecisionLog(zap.NewNop(), server.LogDenied), obs).Register(&reg)
+			server.NewAuthServer(a, server.NewDecisionLog(zap.NewNop(), server.LogDenied), obs).Register(&reg)
 			check := reg.desc.Methods[0].Handler
 			codec := server.Codec{}
 			in := mem.BufferSlice{mem.SliceBuffer(req)}
@@ -110,3 +74,66 @@ type registrar struct {
 }
 
 func (r *registrar) RegisterService(desc *grpc.ServiceDesc, impl any) { r.desc, r.impl = desc, impl }
+
+// benchSnapshot is the benchmarks' policy: 10,000 keys key-0 ... key-9999
+// (user u<i>, group sales, tenant acme) and ten endpoints, the last of them
+// /orgs/{org}/sales/** for group sales with the org from the path.
+func benchSnapshot(b *testing.B) *policy.Snapshot {
+	b.Helper()
+	var doc strings.Builder
+	doc.WriteString("version: 1\ngroups: [{name: sales}]\ntenants: [{id: acme, orgs: [acme-eu]}]\nendpoints:\n")
+	for i := 0; i < 9; i++ {
+		fmt.Fprintf(&doc, "  - {name: e%d, match: {path: \"/svc%d/**\"}}\n", i, i)
+	}
+	doc.WriteString("  - {name: sales, match: {path: \"/orgs/{org}/sales/**\"}, groups: [sales], org: {from: path, name: org}}\napi_keys:\n")
+	for i := 0; i < 10_000; i++ {
+		fmt.Fprintf(&doc, "  - {id: k%d, hash: %q, tenant: acme, user: u%d, groups: [sales]}\n", i, policy.FormatDigest(apikey.Digest(fmt.Sprintf("key-%d", i))), i)
+	}
+	snap, err := policy.Load([]policy.Input{{Name: "b.yaml", Data: []byte(doc.String())}}, policy.Options{Generation: 1})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return snap
+}
+
+// benchCheckRequest is the encoded CheckRequest the gRPC benchmarks send:
+// GET /orgs/acme-eu/sales/q1 with key as a bearer token.
+func benchCheckRequest(b *testing.B, key string) []byte {
+	b.Helper()
+	req, err := proto.Marshal(&authv3.CheckRequest{Attributes: &authv3.AttributeContext{
+		Source: &authv3.AttributeContext_Peer{Address: &corev3.Address{Address: &corev3.Address_SocketAddress{
+			SocketAddress: &corev3.SocketAddress{Address: "10.0.0.1"}}}},
+		Request: &authv3.AttributeContext_Request{Http: &authv3.AttributeContext_HttpRequest{
+			Method: "GET", Host: "api.example.com", Path: "/orgs/acme-eu/sales/q1?year=2026",
+			Headers: map[string]string{
+				":authority": "api.example.com", ":method": "GET", ":path": "/orgs/acme-eu/sales/q1?year=2026",
+				"authorization": "Bearer " + key, "user-agent": "bench", "accept": "*/*",
+				"x-request-id": "8b1f9a0c", "x-forwarded-for": "10.0.0.1",
+			},
+		}},
+	}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return req
+}
+
+// benchAuthorizer decides against snap through a fresh cache; obs records
+// metrics when metricsOn, else it is nil.
+func benchAuthorizer(b *testing.B, snap *policy.Snapshot, metricsOn bool) (*authz.Authorizer, server.Observer) {
+	b.Helper()
+	st := source.NewStore()
+	st.Publish(snap)
+	c, err := cache.New(cache.DefaultSize, time.Minute)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if !metricsOn {
+		return authz.New(st, c), nil
+	}
+	m, err := metrics.New(prometheus.NewRegistry(), metrics.Config{Store: st, Cache: c, Source: "file"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return authz.New(st, c), m
+}

@@ -3,20 +3,11 @@ package server_test
 import (
 	"fmt"
 	"net/http"
-	"strings"
 	"testing"
-	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
-	"github.com/keygate/keygate/internal/apikey"
-	"github.com/keygate/keygate/internal/authz"
-	"github.com/keygate/keygate/internal/cache"
-	"github.com/keygate/keygate/internal/metrics"
-	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/server"
-	"github.com/keygate/keygate/internal/source"
 )
 
 // answerWriter is the part of net/http's response a handler touches: a
@@ -35,20 +26,7 @@ func (w *answerWriter) WriteHeader(code int)        { w.status = code }
 // over, the decision, and the answer's headers, without the network, with
 // metrics off and on.
 func BenchmarkHTTPAuth(b *testing.B) {
-	var doc strings.Builder
-	doc.WriteString("version: 1\nsettings: {api_key_headers: [authorization, x-api-key], identity_header_prefix: x-keygate-, strip_credentials: true}\n")
-	doc.WriteString("groups: [{name: sales}]\ntenants: [{id: acme, orgs: [acme-eu]}]\nendpoints:\n")
-	for i := 0; i < 9; i++ {
-		fmt.Fprintf(&doc, "  - {name: e%d, match: {path: \"/svc%d/**\"}}\n", i, i)
-	}
-	doc.WriteString("  - {name: sales, match: {path: \"/orgs/{org}/sales/**\"}, groups: [sales], org: {from: path, name: org}}\napi_keys:\n")
-	for i := 0; i < 10_000; i++ {
-		fmt.Fprintf(&doc, "  - {id: k%d, hash: %q, tenant: acme, user: u%d, groups: [sales]}\n", i, policy.FormatDigest(apikey.Digest(fmt.Sprintf("key-%d", i))), i)
-	}
-	snap, err := policy.Load([]policy.Input{{Name: "b.yaml", Data: []byte(doc.String())}}, policy.Options{Generation: 1})
-	if err != nil {
-		b.Fatal(err)
-	}
+	snap := benchSnapshot(b)
 	req, err := http.NewRequest(http.MethodGet, "http://api.example.com/orgs/acme-eu/sales/q1?year=2026", nil)
 	if err != nil {
 		b.Fatal(err)
@@ -59,18 +37,8 @@ func BenchmarkHTTPAuth(b *testing.B) {
 	}
 	for _, on := range []bool{false, true} {
 		b.Run(fmt.Sprintf("metrics=%v", on), func(b *testing.B) {
-			st := source.NewStore()
-			st.Publish(snap)
-			c, _ := cache.New(cache.DefaultSize, time.Minute)
-			var obs server.Observer
-			if on {
-				m, err := metrics.New(prometheus.NewRegistry(), metrics.Config{Store: st, Cache: c, Source: "file"})
-				if err != nil {
-					b.Fatal(err)
-				}
-				obs = m
-			}
-			h := server.NewHTTPAuth(authz.New(st, c), server.NewDecisionLog(zap.NewNop(), server.LogDenied), "", server.OriginEnvoy, obs)
+			a, obs := benchAuthorizer(b, snap, on)
+			h := server.NewHTTPAuth(a, server.NewDecisionLog(zap.NewNop(), server.LogDenied), "", server.OriginEnvoy, obs)
 			w := &answerWriter{hdr: http.Header{}}
 			h.ServeHTTP(w, req)
 			if w.status != http.StatusOK || w.hdr.Get("X-Keygate-User") != "u4242" || w.hdr.Get(server.HeadersToRemoveHeader) != "authorization" {
