@@ -93,6 +93,16 @@ func newTestFile(t *testing.T, path string, opts ...FileOption) (*File, *Store, 
 	return NewFile(path, store, zap.New(core), opts...), store, logs
 }
 
+// loadTestFile is newTestFile with the policy loaded, as serve starts.
+func loadTestFile(t *testing.T, path string, opts ...FileOption) (*File, *Store, *observer.ObservedLogs) {
+	t.Helper()
+	f, store, logs := newTestFile(t, path, opts...)
+	if err := f.Load(); err != nil {
+		t.Fatal(err)
+	}
+	return f, store, logs
+}
+
 // waitFor polls cond every 10ms for up to 3s.
 func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Helper()
@@ -374,10 +384,7 @@ func TestFileReload(t *testing.T) {
 func TestFileRefusesBrokenEditThenLoadsFix(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	writeFile(t, path, policyText("k1"))
-	f, store, logs := newTestFile(t, path)
-	if err := f.Load(); err != nil {
-		t.Fatal(err)
-	}
+	f, store, logs := loadTestFile(t, path)
 	good := store.Current()
 	startRun(t, f, logs)
 
@@ -433,10 +440,7 @@ func TestFileRefusesBrokenEditThenLoadsFix(t *testing.T) {
 func TestFileUnchangedContentIsSkipped(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	writeFile(t, path, policyText("k1"))
-	f, store, logs := newTestFile(t, path)
-	if err := f.Load(); err != nil {
-		t.Fatal(err)
-	}
+	f, store, logs := loadTestFile(t, path)
 	first := store.Current()
 	startRun(t, f, logs)
 
@@ -466,10 +470,7 @@ func TestFileTrigger(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	writeFile(t, path, policyText("k1"))
 	// With an hour of debounce, only Trigger can reload within the test.
-	f, store, logs := newTestFile(t, path, WithDebounce(time.Hour))
-	if err := f.Load(); err != nil {
-		t.Fatal(err)
-	}
+	f, store, logs := loadTestFile(t, path, WithDebounce(time.Hour))
 	first := store.Current()
 
 	// Trigger never blocks, with or without Run.
@@ -537,10 +538,7 @@ func TestFileWatchesRecreatedDirectory(t *testing.T) {
 func TestFileRunStopsOnCancel(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	writeFile(t, path, policyText("k1"))
-	f, _, logs := newTestFile(t, path)
-	if err := f.Load(); err != nil {
-		t.Fatal(err)
-	}
+	f, _, logs := loadTestFile(t, path)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- f.Run(ctx) }()
@@ -630,10 +628,7 @@ func revokedEnabled(s *policy.Snapshot) bool {
 func TestFileInPlaceWriteInTwoParts(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	writeFile(t, path, revokedText("k1"))
-	f, store, logs := newTestFile(t, path)
-	if err := f.Load(); err != nil {
-		t.Fatal(err)
-	}
+	f, store, logs := loadTestFile(t, path)
 	first := store.Current()
 	if revokedEnabled(first) {
 		t.Fatal("the revoked key is enabled in the first policy")
@@ -706,10 +701,7 @@ func TestFileInPlaceWriteInTwoParts(t *testing.T) {
 func TestFileStuckReadIsBounded(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	writeFile(t, path, policyText("k1"))
-	f, store, logs := newTestFile(t, path)
-	if err := f.Load(); err != nil {
-		t.Fatal(err)
-	}
+	f, store, logs := loadTestFile(t, path)
 	good := store.Current()
 	startRun(t, f, logs)
 
@@ -755,10 +747,7 @@ func TestFileStuckReadIsBounded(t *testing.T) {
 func TestFileRunStopsDuringStuckRead(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "policy.yaml")
 	writeFile(t, path, policyText("k1"))
-	f, _, logs := newTestFile(t, path)
-	if err := f.Load(); err != nil {
-		t.Fatal(err)
-	}
+	f, _, logs := loadTestFile(t, path)
 	block := make(chan struct{})
 	defer close(block)
 	entered := make(chan struct{}, 1)

@@ -50,10 +50,7 @@ func TestFileRefusesUnreadableFragment(t *testing.T) {
 			dir := t.TempDir()
 			writeFile(t, filepath.Join(dir, "a.yaml"), policyText("k1"))
 			writeFile(t, filepath.Join(dir, "b.yaml"), "version: 1\n")
-			f, store, logs := newTestFile(t, dir)
-			if err := f.Load(); err != nil {
-				t.Fatal(err)
-			}
+			f, store, logs := loadTestFile(t, dir)
 			good := store.Current()
 			startRun(t, f, logs)
 
@@ -96,10 +93,7 @@ func TestFileModeIsFixedAtStart(t *testing.T) {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "policy.yaml")
 		writeFile(t, path, policyText("k1"))
-		f, store, logs := newTestFile(t, path)
-		if err := f.Load(); err != nil {
-			t.Fatal(err)
-		}
+		f, store, logs := loadTestFile(t, path)
 		good := store.Current()
 		startRun(t, f, logs)
 
@@ -128,10 +122,7 @@ func TestFileModeIsFixedAtStart(t *testing.T) {
 		dir := t.TempDir()
 		path := filepath.Join(dir, "policy.yaml")
 		writeFile(t, path, policyText("k1"))
-		f, store, logs := newTestFile(t, path)
-		if err := f.Load(); err != nil {
-			t.Fatal(err)
-		}
+		f, store, logs := loadTestFile(t, path)
 		good := store.Current()
 		startRun(t, f, logs)
 
