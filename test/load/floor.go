@@ -38,14 +38,8 @@ func runFloor(addr, pprofAddr string) error {
 	if err != nil {
 		return fmt.Errorf("floor: %w", err)
 	}
-	if pprofAddr != "" {
-		plis, err := net.Listen("tcp", pprofAddr)
-		if err != nil {
-			return fmt.Errorf("floor pprof: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		go func() { _ = http.Serve(plis, mux) }()
+	if err := serveProfile(pprofAddr); err != nil {
+		return err
 	}
 	srv := grpc.NewServer(grpc.MaxConcurrentStreams(1000))
 	authv3.RegisterAuthorizationServer(srv, &floorServer{resp: &authv3.CheckResponse{
@@ -80,4 +74,20 @@ func childMain(args []string) (code int, handled bool) {
 		return 1, true
 	}
 	return 0, true
+}
+
+// serveProfile serves a CPU profile at /debug/pprof/profile on addr, in the
+// background, when addr is set: how -profile reads the floors.
+func serveProfile(addr string) error {
+	if addr == "" {
+		return nil
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("floor pprof: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	go func() { _ = http.Serve(lis, mux) }()
+	return nil
 }

@@ -7,7 +7,6 @@ import (
 	"math"
 	"net"
 	"net/http"
-	"net/http/pprof"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -38,14 +37,8 @@ func runHTTPFloor(addr, pprofAddr string) error {
 	if err != nil {
 		return fmt.Errorf("floor: %w", err)
 	}
-	if pprofAddr != "" {
-		plis, err := net.Listen("tcp", pprofAddr)
-		if err != nil {
-			return fmt.Errorf("floor pprof: %w", err)
-		}
-		mux := http.NewServeMux()
-		mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
-		go func() { _ = http.Serve(plis, mux) }()
+	if err := serveProfile(pprofAddr); err != nil {
+		return err
 	}
 	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.WriteHeader(http.StatusOK)
