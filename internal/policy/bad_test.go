@@ -89,6 +89,10 @@ var badConfigs = []struct {
 	{"identity_prefix_standard_name.bad.yaml", 5, "settings.identity_header_prefix", `identity_header_prefix "x-real-" would take over "x-real-ip"`},
 	{"identity_prefix_no_dash.bad.yaml", 4, "settings.identity_header_prefix", `identity_header_prefix "x-keygate" must end with '-'`},
 	{"max_org_keys_zero.bad.yaml", 4, "settings.max_org_keys", "max_org_keys must be at least 1"},
+	{"session_cookie_not_token.bad.yaml", 3, "settings.session_cookie", `"kg session" is not a valid cookie name`},
+	{"management_unknown_group.bad.yaml", 5, "management.assignable_groups[1]", `group "support" is not declared under groups`},
+	{"management_twice.bad.d", 2, "management", "management is defined twice"},
+	{"management_bad_ttl.bad.yaml", 5, "", `"a day" is not a duration such as 30s, 15m, 24h or 7d`},
 	{"default_bad.bad.yaml", 5, "settings.default", `default must be deny or allow, not "reject"`},
 
 	// Groups, tenants, organizations.

@@ -218,8 +218,10 @@ func (c *compiler) compile(frags []*Fragment, opt Options) *Snapshot {
 		}
 	}
 	s.index = newEndpointIndex(s.endpoints)
+	s.Management = c.management(frags, groupIdx, len(s.groupNames))
 
 	orgKeys := map[string]int{}
+	now := s.LoadedAt.UnixNano()
 	nCreds := countAll(frags, "api_keys") + countAll(frags, "sessions")
 	// A policy may hold a million credentials: principals come from one
 	// slab, and the duplicate checks keep no location; the first place of a
@@ -252,7 +254,9 @@ func (c *compiler) compile(frags []*Fragment, opt Options) *Snapshot {
 					return true
 				}
 				if kind == KindAPIKey {
-					if p.Org != "" && !p.Disabled {
+					// An expired key no longer counts against the limit: it can
+					// never come back, so a policy valid now stays valid.
+					if p.Org != "" && !p.Disabled && !p.ExpiredAt(now) {
 						orgKeys[p.Org]++
 						if orgKeys[p.Org] == s.MaxOrgKeys+1 {
 							c.errorf(cl.loc(), "organization %q has more than %d active organization-level keys (max_org_keys); disable or remove one", p.Org, s.MaxOrgKeys)
@@ -373,6 +377,10 @@ func (c *compiler) settings(s *Snapshot, st Settings, l loc) {
 	s.Headers = IdentityHeaders{
 		User: p + "user", Tenant: p + "tenant", Org: p + "org", KeyID: p + "key-id",
 		SessionID: p + "session-id", Groups: p + "groups", Auth: p + "auth", Endpoint: p + "endpoint",
+	}
+	s.SessionCookie = st.SessionCookie
+	if s.SessionCookie != "" && !validHeader(s.SessionCookie) {
+		c.errorf(l.at("session_cookie"), "%q is not a valid cookie name", st.SessionCookie)
 	}
 	s.StripCredentials = st.StripCredentials == nil || *st.StripCredentials
 	s.MaxOrgKeys = DefaultMaxOrgKeys

@@ -565,8 +565,8 @@ func TestChallenge(t *testing.T) {
 
 func TestMaxOrgKeysCountsActiveKeysOnly(t *testing.T) {
 	// Two active organization-level keys with max_org_keys 2; a disabled key,
-	// a tenant-level key, a session and another organization's key do not
-	// count.
+	// an expired one, a tenant-level key, a session and another
+	// organization's key do not count.
 	s := mustLoad(t, `version: 1
 settings: {max_org_keys: 2}
 tenants:
@@ -578,11 +578,12 @@ api_keys:
   - {id: k3, hash: "sha256:3333333333333333333333333333333333333333333333333333333333333333", tenant: acme, user: bot}
   - {id: k4, hash: "sha256:4444444444444444444444444444444444444444444444444444444444444444", tenant: acme, org: acme-eu, user: bot}
   - {id: k5, hash: "sha256:5555555555555555555555555555555555555555555555555555555555555555", tenant: acme, org: acme-us, user: bot}
+  - {id: k6, hash: "sha256:7777777777777777777777777777777777777777777777777777777777777777", tenant: acme, org: acme-eu, user: bot, expires_at: 2020-01-01T00:00:00Z}
 sessions:
   - {id: s1, hash: "sha256:6666666666666666666666666666666666666666666666666666666666666666", tenant: acme, org: acme-eu, user: alice}
 `)
-	if got := s.Counts().APIKeys; got != 5 {
-		t.Errorf("APIKeys = %d, want 5", got)
+	if got := s.Counts().APIKeys; got != 6 {
+		t.Errorf("APIKeys = %d, want 6", got)
 	}
 	d, _ := ParseDigest("sha256:" + strings.Repeat("2", 64))
 	if p := s.Lookup(KindAPIKey, d); p == nil || !p.Disabled {
@@ -674,5 +675,84 @@ func TestTimestampRoundTrip(t *testing.T) {
 	back.At = Timestamp{}
 	if err := yaml.Unmarshal(out, &back); err != nil || !back.At.Equal(in.At.Time) {
 		t.Errorf("round trip: %v, %v", back.At, err)
+	}
+}
+
+func TestManagementRules(t *testing.T) {
+	s := mustLoad(t, `version: 1
+settings: {session_cookie: kg_session}
+groups: [{name: org-admin}, {name: sign-in}, {name: sales}, {name: support}, {name: ops}]
+tenants: [{id: acme, orgs: [acme-eu]}]
+management:
+  key_admin_groups: [org-admin]
+  session_issuer_groups: [sign-in]
+  assignable_groups: [support, sales, sales]
+  max_session_ttl: 7d
+api_keys:
+  - {id: admin, hash: "sha256:1111111111111111111111111111111111111111111111111111111111111111", tenant: acme, org: acme-eu, user: ann, groups: [org-admin]}
+  - {id: login, hash: "sha256:2222222222222222222222222222222222222222222222222222222222222222", tenant: acme, user: login, groups: [sign-in, ops]}
+  - {id: plain, hash: "sha256:3333333333333333333333333333333333333333333333333333333333333333", tenant: acme, user: bob, created_by: ann}
+`)
+	byID := map[string]*Principal{}
+	for _, p := range s.APIKeys() {
+		byID[p.ID] = p
+	}
+	m := &s.Management
+	for _, tc := range []struct {
+		id            string
+		admin, issuer bool
+	}{
+		{"admin", true, false},
+		{"login", false, true},
+		{"plain", false, false},
+	} {
+		if got := m.KeyAdmin(byID[tc.id]); got != tc.admin {
+			t.Errorf("KeyAdmin(%s) = %v, want %v", tc.id, got, tc.admin)
+		}
+		if got := m.SessionIssuer(byID[tc.id]); got != tc.issuer {
+			t.Errorf("SessionIssuer(%s) = %v, want %v", tc.id, got, tc.issuer)
+		}
+	}
+	if m.KeyAdmin(nil) {
+		t.Error("KeyAdmin(nil) = true")
+	}
+	if got := m.AssignableGroups(); !reflect.DeepEqual(got, []string{"sales", "support"}) {
+		t.Errorf("AssignableGroups = %v", got)
+	}
+	if !m.Assignable("sales") || m.Assignable("org-admin") {
+		t.Error("Assignable: sales must be, org-admin must not be")
+	}
+	if m.MaxSessionTTL != 7*24*time.Hour {
+		t.Errorf("MaxSessionTTL = %v, want 168h", m.MaxSessionTTL)
+	}
+	if s.SessionCookie != "kg_session" {
+		t.Errorf("SessionCookie = %q", s.SessionCookie)
+	}
+	// Without the section nobody may manage anything.
+	none := mustLoad(t, "version: 1\ngroups: [{name: org-admin}]\n")
+	if none.Management.KeyAdmin(byID["admin"]) || none.Management.MaxSessionTTL != DefaultMaxSessionTTL {
+		t.Errorf("no management section: %+v", none.Management)
+	}
+}
+
+func TestParseDuration(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		want time.Duration
+		err  bool
+	}{
+		{"90s", 90 * time.Second, false},
+		{"24h", 24 * time.Hour, false},
+		{"7d", 7 * 24 * time.Hour, false},
+		{"0d", 0, false},
+		{"1.5d", 0, true},
+		{"-1d", 0, true},
+		{"soon", 0, true},
+		{"", 0, true},
+	} {
+		got, err := ParseDuration(tc.in)
+		if (err != nil) != tc.err || got != tc.want {
+			t.Errorf("ParseDuration(%q) = %v, %v; want %v, error %v", tc.in, got, err, tc.want, tc.err)
+		}
 	}
 }

@@ -165,6 +165,11 @@ func (r *credDecoder) next(section string, k *credSpec) error {
 			}
 			var created Timestamp
 			_, err = r.time(&created)
+		case "created_by":
+			if !apiKey {
+				return errNotCredential
+			}
+			_, err = r.string(false)
 		default:
 			return errNotCredential
 		}

@@ -6,6 +6,7 @@ package policy
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -21,6 +22,8 @@ type Document struct {
 	Endpoints []EndpointRule `yaml:"endpoints" json:"endpoints"`
 	APIKeys   []APIKey       `yaml:"api_keys" json:"api_keys"`
 	Sessions  []Session      `yaml:"sessions" json:"sessions"`
+
+	Management *Management `yaml:"management" json:"management"`
 }
 
 // Settings tune how requests are read and answered.
@@ -28,6 +31,7 @@ type Settings struct {
 	Realm                string   `yaml:"realm" json:"realm"`
 	APIKeyHeaders        []string `yaml:"api_key_headers" json:"api_key_headers"`
 	SessionHeader        string   `yaml:"session_header" json:"session_header"`
+	SessionCookie        string   `yaml:"session_cookie" json:"session_cookie"`
 	IdentityHeaderPrefix string   `yaml:"identity_header_prefix" json:"identity_header_prefix"`
 	StripCredentials     *bool    `yaml:"strip_credentials" json:"strip_credentials"`
 	MaxOrgKeys           *int     `yaml:"max_org_keys" json:"max_org_keys"`
@@ -84,6 +88,15 @@ type APIKey struct {
 	CreatedAt   *Timestamp `yaml:"created_at" json:"created_at"`
 	ExpiresAt   *Timestamp `yaml:"expires_at" json:"expires_at"`
 	Disabled    bool       `yaml:"disabled" json:"disabled"`
+	CreatedBy   string     `yaml:"created_by" json:"created_by"` // who made it through the management API
+}
+
+// Management says who may change credentials through the management API.
+type Management struct {
+	KeyAdminGroups      []string  `yaml:"key_admin_groups" json:"key_admin_groups"`
+	SessionIssuerGroups []string  `yaml:"session_issuer_groups" json:"session_issuer_groups"`
+	AssignableGroups    []string  `yaml:"assignable_groups" json:"assignable_groups"`
+	MaxSessionTTL       *Duration `yaml:"max_session_ttl" json:"max_session_ttl"`
 }
 
 // Session is a session token known by its digest.
@@ -143,3 +156,48 @@ func (t *Timestamp) UnmarshalJSON(b []byte) error {
 
 // MarshalYAML writes the time back in RFC 3339.
 func (t Timestamp) MarshalYAML() (any, error) { return t.Format(time.RFC3339), nil }
+
+// Duration is a length of time written as Go writes one (90s, 15m, 24h) or
+// in days (7d). A bad one is a TypeError, like Timestamp.
+type Duration struct{ time.Duration }
+
+// ParseDuration reads a Duration: a Go duration or a whole number of days.
+func ParseDuration(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	if n, ok := strings.CutSuffix(v, "d"); ok {
+		days, err := strconv.Atoi(n)
+		if err == nil && days >= 0 && days <= 100*365 {
+			return time.Duration(days) * 24 * time.Hour, nil
+		}
+	} else if d, err := time.ParseDuration(v); err == nil {
+		return d, nil
+	}
+	return 0, fmt.Errorf("%s is not a duration such as 30s, 15m, 24h or 7d", quote(v))
+}
+
+// UnmarshalYAML implements yaml.Unmarshaler.
+func (d *Duration) UnmarshalYAML(n *yaml.Node) error {
+	if n.Kind != yaml.ScalarNode {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: expected a duration such as 30s, 15m, 24h or 7d", n.Line)}}
+	}
+	v, err := ParseDuration(n.Value)
+	if err != nil {
+		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: %v", n.Line, err)}}
+	}
+	d.Duration = v
+	return nil
+}
+
+// UnmarshalJSON implements json.Unmarshaler with the same rules.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var v string
+	if err := json.Unmarshal(b, &v); err != nil {
+		return fmt.Errorf("expected a duration such as 30s, 15m, 24h or 7d")
+	}
+	parsed, err := ParseDuration(v)
+	d.Duration = parsed
+	return err
+}
+
+// MarshalYAML writes the duration back as Go writes it.
+func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }

@@ -138,6 +138,8 @@ func decodeJSON(data []byte, doc *Document, deferred map[string]*deferredArray, 
 			err = json.UnmarshalDecode(dec, &doc.Tenants, opts)
 		case "endpoints":
 			err = json.UnmarshalDecode(dec, &doc.Endpoints, opts)
+		case "management":
+			err = json.UnmarshalDecode(dec, &doc.Management, opts)
 		default:
 			err = &jsonError{offset: dec.InputOffset(), msg: "unknown field " + quote(key)}
 		}

@@ -142,6 +142,7 @@ type Snapshot struct {
 	Realm            string
 	APIKeyHeaders    []string // lower-case; "authorization" means Bearer
 	SessionHeader    string   // lower-case
+	SessionCookie    string   // "" when sessions are read from the header only
 	IdentityPrefix   string   // lower-case
 	StripCredentials bool
 	MaxOrgKeys       int
@@ -149,6 +150,7 @@ type Snapshot struct {
 	Headers          IdentityHeaders
 	Challenge        string // WWW-Authenticate for a missing credential
 	ChallengeInvalid string // WWW-Authenticate for an invalid one
+	Management       ManagementRules
 
 	endpoints   []*Endpoint
 	index       *endpointIndex // over endpoints, built by compile
