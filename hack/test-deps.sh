@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Installs what `make test` needs beyond Go, so that it passes on a fresh
-# Debian machine: nginx and Caddy (test/proxy), etcd (test/kube) from
-# Debian's packages, and kube-apiserver + kubectl built from the
+# Debian machine: nginx and Caddy (test/proxy), etcd (test/kube), redis-server
+# (rate limits and server-side sessions) and chromium (the key page, driven by
+# chromedp) from Debian's packages, and kube-apiserver + kubectl built from the
 # k8s.io/kubernetes Go module (cached in ~/.cache/keygate; a cold build takes
 # about 8 minutes and 2 GB of memory, a cached one a second).
-# KEYGATE_SKIP_PROXIES=1 / KEYGATE_SKIP_KUBE=1 skip those suites and their
-# installs.
+# KEYGATE_SKIP_PROXIES=1 / KEYGATE_SKIP_KUBE=1 / KEYGATE_SKIP_BROWSER=1 skip
+# those suites and their installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -16,6 +17,10 @@ if [ "${KEYGATE_SKIP_PROXIES:-}" != 1 ]; then
 fi
 if [ "${KEYGATE_SKIP_KUBE:-}" != 1 ]; then
 	command -v etcd >/dev/null 2>&1 || need+=(etcd-server)
+fi
+command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+if [ "${KEYGATE_SKIP_BROWSER:-}" != 1 ]; then
+	command -v chromium >/dev/null 2>&1 || need+=(chromium)
 fi
 
 if [ ${#need[@]} -gt 0 ]; then
