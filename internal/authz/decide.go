@@ -98,6 +98,10 @@ type Decision struct {
 	Org     string // the organization the request targets once checked, else the credentials' own
 	Tenant  string // the verified credentials' tenant
 
+	// SessionFromCookie: the session came from settings.session_cookie, not
+	// the session header (the management API's CSRF rule reads it).
+	SessionFromCookie bool
+
 	keyHeaders uint64 // bit i: Snapshot.APIKeyHeaders[i] was present in a form keygate reads, for stripping
 	hasSess    bool   // a session header was present
 }
@@ -238,7 +242,12 @@ func (a *Authorizer) credentials(d *Decision, snap *policy.Snapshot, h Headers, 
 	if keyBad == ReasonAllowed && keyVal != "" {
 		d.Key, keyBad = a.resolve(snap, policy.KindAPIKey, keyVal, now)
 	}
-	if sv := h.Get(snap.SessionHeader); sv != "" {
+	sv := h.Get(snap.SessionHeader)
+	if sv == "" && snap.SessionCookie != "" {
+		sv = cookieValue(h.Get("cookie"), snap.SessionCookie)
+		d.SessionFromCookie = sv != ""
+	}
+	if sv != "" {
 		d.hasSess = true
 		if sv = trimSpace(sv); sv == "" {
 			sessBad = ReasonMalformedCredential
