@@ -45,7 +45,7 @@ func TestExamplePolicy(t *testing.T) {
 	if err != nil {
 		t.Fatalf("%s: %v", examplePolicy, strings.Join(linesOf(err), "\n"))
 	}
-	want := Counts{APIKeys: 2, Sessions: 1, Endpoints: 5, Groups: 2, Tenants: 2, Orgs: 3}
+	want := Counts{APIKeys: 2, Sessions: 2, Endpoints: 5, Groups: 3, Tenants: 2, Orgs: 3}
 	if got := s.Counts(); got != want {
 		t.Errorf("Counts() = %+v, want %+v", got, want)
 	}

@@ -24,6 +24,11 @@ type Document struct {
 	Sessions  []Session      `yaml:"sessions" json:"sessions"`
 
 	Management *Management `yaml:"management" json:"management"`
+
+	// Signed session tokens: who signs them, and revocations (issuers_format.go).
+	SessionIssuers    []SessionIssuer    `yaml:"session_issuers" json:"session_issuers"`
+	RevokedSessions   []RevokedSession   `yaml:"revoked_sessions" json:"revoked_sessions"`
+	SessionsNotBefore []SessionNotBefore `yaml:"sessions_not_before" json:"sessions_not_before"`
 }
 
 // Settings tune how requests are read and answered.
@@ -198,6 +203,9 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	d.Duration = parsed
 	return err
 }
+
+// MarshalJSON writes the duration as a string that UnmarshalJSON reads.
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
 
 // MarshalYAML writes the duration back as Go writes it.
 func (d Duration) MarshalYAML() (any, error) { return d.String(), nil }

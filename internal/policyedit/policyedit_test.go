@@ -518,7 +518,11 @@ func TestEditFileRefusesInvalidResult(t *testing.T) {
 		before     bool
 		want       string
 	}{
-		{"org at max_org_keys", limited, func(d *Doc) error { return d.AddAPIKey(newKey) }, false,
+		{"org at max_org_keys", limited, func(d *Doc) error {
+			k := newKey
+			k.ExpiresAt = nil // an expired key would not count
+			return d.AddAPIKey(k)
+		}, false,
 			`api_keys[2]: organization "acme-eu" has more than 2 active organization-level keys (max_org_keys)`},
 		{"unknown tenant", head, func(d *Doc) error {
 			k := newKey
