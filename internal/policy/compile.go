@@ -94,6 +94,7 @@ type compiler struct {
 	interned          map[string]string
 	undecodable       bool   // a deferred credential did not decode
 	groupKey          []byte // scratch: the group list being looked up
+	limits            *limitTable
 }
 
 // errUndecodable asks Load to decode every credential up front: that is
@@ -207,6 +208,7 @@ func (c *compiler) compile(frags []*Fragment, opt Options) *Snapshot {
 		}
 	}
 
+	c.rateLimits(s, frags)
 	for _, f := range frags {
 		for i := range f.Doc.Endpoints {
 			l := loc{f: f}.at("endpoints", i)
@@ -500,6 +502,9 @@ func (c *compiler) endpoint(ep *EndpointRule, l loc, groupIdx map[string]int) *E
 			fail(l.at("org", "from"), "org.from must be path or header, not %q", o.From)
 		}
 	}
+	if !c.endpointRateLimit(e, ep, l) {
+		ok = false
+	}
 	if !ok {
 		return nil
 	}
@@ -585,6 +590,9 @@ func (c *compiler) credential(p *Principal, kind Kind, k credSpec, cl credLoc, t
 	p.groups = gs
 	if k.expiresAt != nil {
 		p.expiresUnix = expiryNanos(k.expiresAt.Time)
+	}
+	if !c.credentialRateLimit(p, k.rateLimit, cl) {
+		ok = false
 	}
 	return d, ok
 }

@@ -15,6 +15,7 @@ type credSpec struct {
 	environment                       string
 	expiresAt                         *Timestamp
 	disabled                          bool
+	rateLimit                         string // the name of its own budget
 
 	digest    Digest // hash, already parsed by credDecoder when hasDigest
 	hasDigest bool
@@ -30,12 +31,12 @@ func (k *credSpec) parsedDigest() (Digest, error) {
 
 func apiKeySpec(k *APIKey) credSpec {
 	return credSpec{id: k.ID, name: k.Name, hash: k.Hash, tenant: k.Tenant, org: k.Org, user: k.User, groups: k.Groups,
-		environment: k.Environment, expiresAt: k.ExpiresAt, disabled: k.Disabled}
+		environment: k.Environment, expiresAt: k.ExpiresAt, disabled: k.Disabled, rateLimit: k.RateLimit}
 }
 
 func sessionSpec(k *Session) credSpec {
 	return credSpec{id: k.ID, hash: k.Hash, tenant: k.Tenant, org: k.Org, user: k.User, groups: k.Groups,
-		expiresAt: k.ExpiresAt, disabled: k.Disabled}
+		expiresAt: k.ExpiresAt, disabled: k.Disabled, rateLimit: k.RateLimit}
 }
 
 // deferredArray is a credential array of a JSON fragment that Parse checked
@@ -149,6 +150,8 @@ func (r *credDecoder) next(section string, k *credSpec) error {
 			k.expiresAt, err = r.time(&r.expires)
 		case "disabled":
 			k.disabled, err = r.bool()
+		case "rate_limit":
+			k.rateLimit, err = r.string(true)
 		case "name":
 			if !apiKey {
 				return errNotCredential

@@ -24,6 +24,7 @@ type Document struct {
 	Sessions  []Session      `yaml:"sessions" json:"sessions"`
 
 	Management *Management `yaml:"management" json:"management"`
+	RateLimits []RateLimit `yaml:"rate_limits" json:"rate_limits"`
 
 	// Signed session tokens: who signs them, and revocations (issuers_format.go).
 	SessionIssuers    []SessionIssuer    `yaml:"session_issuers" json:"session_issuers"`
@@ -65,6 +66,8 @@ type EndpointRule struct {
 	Groups    []string `yaml:"groups" json:"groups"`
 	Org       *OrgRule `yaml:"org" json:"org"`
 	Mode      string   `yaml:"mode" json:"mode"`
+
+	RateLimit *EndpointRateLimit `yaml:"rate_limit" json:"rate_limit"`
 }
 
 // Match selects requests by method, path pattern and host.
@@ -94,6 +97,7 @@ type APIKey struct {
 	ExpiresAt   *Timestamp `yaml:"expires_at" json:"expires_at"`
 	Disabled    bool       `yaml:"disabled" json:"disabled"`
 	CreatedBy   string     `yaml:"created_by" json:"created_by"` // who made it through the management API
+	RateLimit   string     `yaml:"rate_limit" json:"rate_limit"` // the name of this key's own budget
 }
 
 // Management says who may change credentials through the management API.
@@ -114,6 +118,7 @@ type Session struct {
 	Groups    []string   `yaml:"groups" json:"groups"`
 	ExpiresAt *Timestamp `yaml:"expires_at" json:"expires_at"`
 	Disabled  bool       `yaml:"disabled" json:"disabled"`
+	RateLimit string     `yaml:"rate_limit" json:"rate_limit"` // the name of this session's own budget
 }
 
 // Timestamp is an RFC 3339 time that decodes the same from YAML (where it may

@@ -140,6 +140,8 @@ func decodeJSON(data []byte, doc *Document, deferred map[string]*deferredArray, 
 			err = json.UnmarshalDecode(dec, &doc.Endpoints, opts)
 		case "management":
 			err = json.UnmarshalDecode(dec, &doc.Management, opts)
+		case "rate_limits":
+			err = json.UnmarshalDecode(dec, &doc.RateLimits, opts)
 		default:
 			err = &jsonError{offset: dec.InputOffset(), msg: "unknown field " + quote(key)}
 		}

@@ -42,6 +42,7 @@ type Principal struct {
 	expiresUnix int64 // UnixNano; 0 means never
 	Kind        Kind
 	Disabled    bool
+	rateLimit   uint16 // its own limit: 1 + its index in Snapshot.limits; 0 none (fits in the padding)
 }
 
 // Groups are the principal's groups, sorted and unique. They are shared
@@ -76,6 +77,8 @@ type Endpoint struct {
 	OrgFrom        OrgScope
 	OrgHeader      string // lower-case header name when OrgFrom == OrgFromHeader
 	Shadow         bool
+	RateLimit      *Limit // nil: none
+	RateLimitBy    RateLimitBy
 
 	methods    []string // upper-case; empty means any
 	host       string   // lower-case; "" any; "*.example.com" any subdomain
@@ -161,6 +164,7 @@ type Snapshot struct {
 	groupNames  []string
 	tenantCount int
 	keyExpiries []int64 // UnixNano expiry of each active key that has one, sorted
+	limits      []*Limit
 }
 
 // Endpoints returns the endpoints in match order. Do not modify.
