@@ -278,6 +278,7 @@ func (c *compiler) compile(frags []*Fragment, opt Options) *Snapshot {
 	creds(KindAPIKey, "api_keys")
 	creds(KindSession, "sessions")
 	s.tenantCount = len(tenants)
+	s.tenants = tenants
 	for _, p := range s.keys {
 		if !p.Disabled && p.expiresUnix != 0 {
 			s.keyExpiries = append(s.keyExpiries, p.expiresUnix)

@@ -163,6 +163,7 @@ type Snapshot struct {
 	orgTenant   map[string]string
 	groupNames  []string
 	tenantCount int
+	tenants     map[string]bool
 	keyExpiries []int64 // UnixNano expiry of each active key that has one, sorted
 	limits      []*Limit
 }
@@ -191,6 +192,9 @@ func (s *Snapshot) Lookup(k Kind, d Digest) *Principal {
 
 // TenantOf returns the tenant an organization belongs to.
 func (s *Snapshot) TenantOf(org string) string { return s.orgTenant[org] }
+
+// HasTenant reports whether the policy declares the tenant.
+func (s *Snapshot) HasTenant(id string) bool { return s.tenants[id] }
 
 // Counts is the size of a snapshot, for start-up lines and metrics.
 type Counts struct {

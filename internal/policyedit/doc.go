@@ -47,6 +47,9 @@ func New(name string, data []byte) *Doc {
 // Bytes returns the text with the edits made so far.
 func (d *Doc) Bytes() []byte { return d.data }
 
+// Name is the name the text was opened with, as errors give it.
+func (d *Doc) Name() string { return d.name }
+
 // AddAPIKey appends k to api_keys (creating the list if needed), in the style
 // of the entries already there.
 func (d *Doc) AddAPIKey(k policy.APIKey) error {

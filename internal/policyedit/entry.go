@@ -20,6 +20,7 @@ func apiKeyFields(k policy.APIKey, flow bool) []field {
 	fs = addList(fs, "groups", k.Groups)
 	fs = addString(fs, "environment", k.Environment, flow)
 	fs = addTime(fs, "created_at", k.CreatedAt)
+	fs = addString(fs, "created_by", k.CreatedBy, flow)
 	fs = addTime(fs, "expires_at", k.ExpiresAt)
 	if k.Disabled {
 		fs = append(fs, field{"disabled", "true"})

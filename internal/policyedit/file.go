@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,7 +62,7 @@ func EditFile(path string, edit func(*Doc) error) (bool, error) {
 	d := New(path, orig)
 	if err := edit(d); err != nil {
 		if errors.As(err, new(policy.Errors)) {
-			return false, invalid(path, true, err)
+			return false, Invalid(path, true, err)
 		}
 		return false, err
 	}
@@ -70,13 +71,16 @@ func EditFile(path string, edit func(*Doc) error) (bool, error) {
 		return false, nil
 	}
 	if err := Validate(path, out); err != nil {
-		return false, invalid(path, Validate(path, orig) != nil, err)
+		return false, Invalid(path, Validate(path, orig) != nil, err)
 	}
 	return true, writeAtomic(real, out, orig)
 }
 
-func invalid(path string, before bool, err error) error {
-	e := &InvalidError{File: path, Before: before}
+// Invalid makes the *InvalidError that refuses an edit of file whose
+// result failed to load with err; before says the policy was not valid
+// before the edit either.
+func Invalid(file string, before bool, err error) *InvalidError {
+	e := &InvalidError{File: file, Before: before}
 	if !errors.As(err, &e.Problems) {
 		e.Err = err
 	}
@@ -88,6 +92,16 @@ func writeAtomic(path string, data, orig []byte) error {
 	if err != nil {
 		return err
 	}
+	return Replace(path, data, orig, st.Mode().Perm())
+}
+
+// Replace writes data to the file at path atomically: a temporary file in
+// the same directory with mode perm, renamed over path, so a watcher sees
+// one complete change. orig is what the caller read and edited: if path no
+// longer holds exactly that, nothing is written. A nil orig means the file
+// did not exist: it is created, and nothing is written if it exists by then.
+// path must not be a symlink (resolve it first).
+func Replace(path string, data, orig []byte, perm fs.FileMode) error {
 	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".keygate-*")
 	if err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
@@ -102,7 +116,7 @@ func writeAtomic(path string, data, orig []byte) error {
 		tmp.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if err := tmp.Chmod(st.Mode().Perm()); err != nil {
+	if err := tmp.Chmod(perm); err != nil {
 		tmp.Close()
 		return fmt.Errorf("write %s: %w", path, err)
 	}
@@ -113,13 +127,25 @@ func writeAtomic(path string, data, orig []byte) error {
 	if err := tmp.Close(); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	if cur, err := os.ReadFile(path); err != nil || !bytes.Equal(cur, orig) {
-		return fmt.Errorf("%s changed while keygate was editing it; nothing was written, run the command again", path)
+	changed := fmt.Errorf("%s changed while keygate was editing it; nothing was written, run the command again", path)
+	if orig == nil {
+		// A hard link, unlike a rename, never replaces a file that another
+		// writer created meanwhile.
+		if err := os.Link(tmp.Name(), path); err != nil {
+			if errors.Is(err, fs.ErrExist) {
+				return changed
+			}
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+	} else {
+		if cur, err := os.ReadFile(path); err != nil || !bytes.Equal(cur, orig) {
+			return changed
+		}
+		if err := os.Rename(tmp.Name(), path); err != nil {
+			return fmt.Errorf("write %s: %w", path, err)
+		}
+		done = true
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	done = true
 	if dir, err := os.Open(filepath.Dir(path)); err == nil {
 		_ = dir.Sync() // make the rename durable; best effort
 		dir.Close()

@@ -435,6 +435,21 @@ func TestFormat(t *testing.T) {
 	if got := FormatAPIKey(newKey); got != want {
 		t.Errorf("FormatAPIKey:\n%s\nwant:\n%s", got, want)
 	}
+	// created_by, written by the management API, reads back from the text
+	// that AddAPIKey writes.
+	byAPI := newKey
+	byAPI.CreatedBy = "olivia: the org admin"
+	want = strings.Replace(want, "  expires_at:", "  created_by: \"olivia: the org admin\"\n  expires_at:", 1)
+	if got := FormatAPIKey(byAPI); got != want {
+		t.Errorf("FormatAPIKey with created_by:\n%s\nwant:\n%s", got, want)
+	}
+	d := New("p.yaml", []byte(head))
+	if err := d.AddAPIKey(byAPI); err != nil {
+		t.Fatalf("AddAPIKey with created_by: %v", err)
+	}
+	if f, err := policy.Parse("p.yaml", d.Bytes()); err != nil || f.Doc.APIKeys[0].CreatedBy != byAPI.CreatedBy {
+		t.Errorf("created_by does not read back: %v\n%s", err, d.Bytes())
+	}
 	s := policy.Session{ID: "kg_s", Hash: digest("new"), User: "alice", Tenant: "acme", Disabled: true}
 	if got, want := FormatSession(s), fill("- id: kg_s\n  hash: \"HN\"\n  user: alice\n  tenant: acme\n  disabled: true\n"); got != want {
 		t.Errorf("FormatSession:\n%s\nwant:\n%s", got, want)
