@@ -11,9 +11,10 @@ all: lint test build
 build:
 	$(GO) build -ldflags "-X main.version=$(VERSION)" -o $(BIN) ./cmd/keygate
 
-## run: serve the example policy (gRPC :9001, HTTP :9002, admin :9003)
+## run: serve the example policy (gRPC :9001, HTTP :9002, admin :9003, management API and key page :9004); the API writes to a copy in .run/
 run: build
-	$(BIN) serve --policy examples/policy.yaml --log-format console
+	@mkdir -p .run; [ -f .run/policy.yaml ] || cp examples/policy.yaml .run/policy.yaml
+	$(BIN) serve --policy .run/policy.yaml --api-addr :9004 --log-format console
 
 ## test: install what the tests need (hack/test-deps.sh), vet, then every test (unit, end-to-end against the built binary and real nginx, Caddy and kube-apiserver, fuzz seed corpora) with the race detector
 test: test-deps

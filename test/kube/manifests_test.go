@@ -38,6 +38,17 @@ type manifests struct {
 	svc     *corev1.Service
 	pdb     *policyv1.PodDisruptionBudget
 	netpol  *networkingv1.NetworkPolicy
+
+	// The management API's own objects (k8s/api.yaml), named keygate-api
+	// (its Role keygate-keys-writer).
+	api struct {
+		sa      *corev1.ServiceAccount
+		role    *rbacv1.Role
+		binding *rbacv1.RoleBinding
+		deploy  *appsv1.Deployment
+		svc     *corev1.Service
+		netpol  *networkingv1.NetworkPolicy
+	}
 }
 
 // overlay writes a kustomization that installs k8s/ into ns, as the docs
@@ -73,6 +84,25 @@ func render(t *testing.T, c *cluster, ns string) *manifests {
 			t.Fatalf("decode %s: %v\n%s", gvk, err, doc)
 		}
 		m.objects = append(m.objects, obj)
+		if meta, ok := obj.(metav1.Object); ok && (meta.GetName() == "keygate-api" || meta.GetName() == "keygate-keys-writer") {
+			switch o := obj.(type) {
+			case *corev1.ServiceAccount:
+				m.api.sa = o
+			case *rbacv1.Role:
+				m.api.role = o
+			case *rbacv1.RoleBinding:
+				m.api.binding = o
+			case *appsv1.Deployment:
+				m.api.deploy = o
+			case *corev1.Service:
+				m.api.svc = o
+			case *networkingv1.NetworkPolicy:
+				m.api.netpol = o
+			default:
+				t.Errorf("unexpected %T in k8s/api.yaml", obj)
+			}
+			continue
+		}
 		switch o := obj.(type) {
 		case *corev1.ServiceAccount:
 			m.sa = o
@@ -96,6 +126,9 @@ func render(t *testing.T, c *cluster, ns string) *manifests {
 	}
 	if m.sa == nil || m.role == nil || m.binding == nil || m.cm == nil || m.deploy == nil || m.svc == nil || m.pdb == nil || m.netpol == nil {
 		t.Fatalf("k8s/ is missing objects: got %d\n%s", len(m.objects), out)
+	}
+	if a := m.api; a.sa == nil || a.role == nil || a.binding == nil || a.deploy == nil || a.svc == nil || a.netpol == nil {
+		t.Fatalf("k8s/api.yaml is missing objects: %+v", a)
 	}
 	return m
 }
@@ -227,6 +260,30 @@ func TestManifestsContent(t *testing.T) {
 	}
 	if m.pdb.Spec.MinAvailable == nil || m.pdb.Spec.MinAvailable.IntValue() != 1 {
 		t.Errorf("PDB minAvailable %v, want 1", m.pdb.Spec.MinAvailable)
+	}
+
+	// The management API: its own ServiceAccount, the only Role that may
+	// write ConfigMaps, serving --api-addr on the same selector.
+	api := m.api
+	wantWriter := []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch", "create", "update"}}}
+	if !equalJSON(api.role.Rules, wantWriter) {
+		t.Errorf("API Role rules %+v, want get/list/watch/create/update on configmaps", api.role.Rules)
+	}
+	apiSubject := rbacv1.Subject{Kind: "ServiceAccount", Name: api.sa.Name, Namespace: ns}
+	if len(api.binding.Subjects) != 1 || api.binding.Subjects[0] != apiSubject || api.binding.RoleRef.Name != api.role.Name {
+		t.Errorf("API RoleBinding %+v %+v, want the writer Role bound to %+v only", api.binding.RoleRef, api.binding.Subjects, apiSubject)
+	}
+	if api.sa.Name == m.sa.Name || api.deploy.Spec.Template.Spec.ServiceAccountName != api.sa.Name {
+		t.Errorf("the API Deployment must run as its own ServiceAccount (%q), not the ext_authz one (%q)", api.deploy.Spec.Template.Spec.ServiceAccountName, m.sa.Name)
+	}
+	apiArgs := api.deploy.Spec.Template.Spec.Containers[0].Args
+	for _, want := range []string{"--api-addr=:9004", "--kube-namespace=$(POD_NAMESPACE)", "--kube-selector=keygate.dev/policy=true"} {
+		if !slices.Contains(apiArgs, want) {
+			t.Errorf("API args %q lack %s", apiArgs, want)
+		}
+	}
+	if !equalJSON(api.svc.Spec.Selector, api.deploy.Spec.Selector.MatchLabels) || equalJSON(api.svc.Spec.Selector, d.Spec.Selector.MatchLabels) {
+		t.Error("Service keygate-api must select the API pods only")
 	}
 
 	// The example policy: examples/policy.yaml, labelled for the selector,
