@@ -158,6 +158,26 @@ var badConfigs = []struct {
 	{"dup_digest_across.bad.d", 7, "sessions[0].hash", "duplicate credential digest \"" + strings.Repeat("1", 64) + "\" (first defined at testdata/bad/dup_digest_across.bad.d/10-first.yaml:6)"},
 	{"max_org_keys_exceeded.bad.yaml", 14, "api_keys[4]", `organization "acme-eu" has more than 2 active organization-level keys (max_org_keys)`},
 	{"max_org_keys_across.bad.d", 4, "api_keys[0]", `organization "acme-eu" has more than 1 active organization-level keys (max_org_keys)`},
+
+	// Signed session tokens: issuers and revocations.
+	{"session_issuer_no_keys.bad.yaml", 5, "session_issuers[0]", `session issuer "corp-idp" has no keys: give jwks_url or jwks`},
+	{"session_issuer_keys_and_url.bad.yaml", 9, "session_issuers[0].jwks", "give jwks_url or jwks, not both"},
+	{"session_issuer_alg_none.bad.yaml", 11, "session_issuers[0].algorithms[1]", `algorithm "none" is never accepted`},
+	{"session_issuer_alg_hs256.bad.json", 9, "session_issuers[0].algorithms[1]", `algorithm "HS256" is never accepted`},
+	{"session_issuer_alg_unknown.bad.yaml", 9, "session_issuers[0].algorithms[0]", `algorithm "RS257" is not one keygate verifies`},
+	{"session_issuer_tenant_undeclared.bad.yaml", 9, "session_issuers[0].tenant", `tenant "initech" is not declared under tenants`},
+	{"session_issuer_max_ttl_bad.bad.yaml", 9, "", `"a day" is not a duration such as 30s, 15m, 24h or 7d`},
+	{"session_issuer_max_ttl_zero.bad.yaml", 9, "session_issuers[0].max_ttl", "max_ttl must be longer than 0s"},
+	{"session_issuer_no_audiences.bad.yaml", 5, "session_issuers[0].audiences", "audiences is required"},
+	{"session_issuer_jwks_symmetric.bad.yaml", 11, "session_issuers[0].jwks.keys[1]", "key 1 is a symmetric key (kty oct): keygate never accepts HMAC-signed tokens"},
+	{"session_issuer_jwks_private.bad.yaml", 10, "session_issuers[0].jwks.keys[0]", "key 0 holds a private key (d)"},
+	{"session_issuer_jwks_short_x.bad.yaml", 8, "session_issuers[0].jwks.keys[0]", "x of an Ed25519 key is 32 bytes, not 14"},
+	{"session_issuer_groups_map_undeclared.bad.yaml", 11, "session_issuers[0].groups_map.idp-ops", `renames "idp-ops" to group "operations", which is not declared`},
+	{"session_issuer_url_bad.bad.yaml", 8, "session_issuers[0].jwks_url", "must be an http or https URL"},
+	{"session_issuer_dup_issuer.bad.yaml", 10, "session_issuers[1].issuer", `duplicate issuer "https://idp.example.com" (first defined at testdata/bad/session_issuer_dup_issuer.bad.yaml:6)`},
+	{"revoked_session_bad_id.bad.yaml", 6, "revoked_sessions[1].id", `id "s 2V9" must be a session id`},
+	{"sessions_not_before_tenant_undeclared.bad.yaml", 5, "sessions_not_before[0].tenant", `tenant "initech" is not declared under tenants`},
+	{"sessions_not_before_missing_before.bad.yaml", 5, "sessions_not_before[0].before", "before is required"},
 }
 
 // loadFixture loads a bad fixture the way keygate would: one file, or the

@@ -221,6 +221,7 @@ func (c *compiler) compile(frags []*Fragment, opt Options) *Snapshot {
 	}
 	s.index = newEndpointIndex(s.endpoints)
 	s.Management = c.management(frags, groupIdx, len(s.groupNames))
+	s.signed = c.signedSessions(frags, tenants, groupIdx, len(s.groupNames))
 
 	orgKeys := map[string]int{}
 	now := s.LoadedAt.UnixNano()

@@ -142,6 +142,12 @@ func decodeJSON(data []byte, doc *Document, deferred map[string]*deferredArray, 
 			err = json.UnmarshalDecode(dec, &doc.Management, opts)
 		case "rate_limits":
 			err = json.UnmarshalDecode(dec, &doc.RateLimits, opts)
+		case "session_issuers":
+			err = json.UnmarshalDecode(dec, &doc.SessionIssuers, opts)
+		case "revoked_sessions":
+			err = json.UnmarshalDecode(dec, &doc.RevokedSessions, opts)
+		case "sessions_not_before":
+			err = json.UnmarshalDecode(dec, &doc.SessionsNotBefore, opts)
 		default:
 			err = &jsonError{offset: dec.InputOffset(), msg: "unknown field " + quote(key)}
 		}

@@ -166,6 +166,7 @@ type Snapshot struct {
 	tenants     map[string]bool
 	keyExpiries []int64 // UnixNano expiry of each active key that has one, sorted
 	limits      []*Limit
+	signed      *signedSessions
 }
 
 // Endpoints returns the endpoints in match order. Do not modify.
