@@ -57,6 +57,7 @@ type serveConfig struct {
 	idleTimeout    time.Duration
 	adminPprof     bool
 	kube           kubeFlags
+	api            apiFlags
 }
 
 func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
@@ -86,6 +87,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.IntVar(&c.recvBudget, "grpc-recv-budget", 0, "bytes of gRPC requests read and decided at once, across all connections: each call reserves --grpc-max-recv-msg-size of it, and calls wait in turn while it is spent; 0: 40 MiB, or one message per CPU (GOMAXPROCS) if that is more")
 	fs.DurationVar(&c.idleTimeout, "http-idle-timeout", 3*time.Minute, "how long the HTTP and admin listeners keep an idle keep-alive connection open; keep proxies' upstream idle timeouts below it")
 	c.kube.register(fs)
+	c.api.register(fs)
 	return fs, c
 }
 
@@ -209,6 +211,18 @@ func serve(args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
+	var apiLis net.Listener
+	var apiSrv *http.Server
+	if cfg.api.addr != "" {
+		h, st, err := apiHandler(cfg, store, decider, reg, log.Named("api"))
+		if err != nil {
+			return err
+		}
+		if apiLis, apiSrv, err = listenHTTP("api", cfg.api.addr, h); err != nil {
+			return err
+		}
+		log.Info("management API writes changes to " + st.String())
+	}
 
 	snap := store.Current()
 	counts := snap.Counts()
@@ -219,7 +233,7 @@ func serve(args []string, stderr io.Writer) error {
 		zap.Int("api_keys", counts.APIKeys), zap.Int("sessions", counts.Sessions),
 		zap.Int("endpoints", counts.Endpoints), zap.Int("groups", counts.Groups),
 		zap.String("grpc_addr", grpcLis.Addr().String()),
-		zap.String("http_addr", addrOf(httpLis)), zap.String("admin_addr", addrOf(adminLis)),
+		zap.String("http_addr", addrOf(httpLis)), zap.String("admin_addr", addrOf(adminLis)), zap.String("api_addr", addrOf(apiLis)),
 		zap.String("decision_log", cfg.decisionLog),
 		zap.Int64("grpc_recv_budget", budget.Bound()), zap.String("go_memory_limit", memLimit))
 
@@ -251,7 +265,7 @@ func serve(args []string, stderr io.Writer) error {
 	for _, p := range []struct {
 		lis net.Listener
 		srv *http.Server
-	}{{httpLis, httpSrv}, {adminLis, adminSrv}} {
+	}{{httpLis, httpSrv}, {adminLis, adminSrv}, {apiLis, apiSrv}} {
 		if p.srv == nil {
 			continue
 		}
