@@ -386,4 +386,3 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
-
