@@ -11,6 +11,7 @@ import (
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/cache"
 	"github.com/keygate/keygate/internal/policy"
+	"github.com/keygate/keygate/internal/session"
 )
 
 // Result is the outcome class of a decision.
@@ -116,7 +117,8 @@ type Authorizer struct {
 	snaps    Snapshots
 	cache    *cache.Cache
 	now      func() time.Time
-	lastSeen atomic.Int64 // UnixNano of a recent decision, to the millisecond
+	lastSeen atomic.Int64         // UnixNano of a recent decision, to the millisecond
+	signed   cache.SignedVerifier // verifies signed session tokens; nil: they are unknown
 }
 
 // busyWindow is how recent a decision makes the Authorizer busy.
@@ -261,6 +263,9 @@ func (a *Authorizer) credentials(d *Decision, snap *policy.Snapshot, h Headers, 
 // resolve verifies one credential: format, digest lookup through the cache,
 // then revocation and expiry on every request.
 func (a *Authorizer) resolve(snap *policy.Snapshot, kind policy.Kind, value string, now int64) (*policy.Principal, Reason) {
+	if kind == policy.KindSession && session.IsJWT(value) {
+		return a.resolveSigned(snap, value, now) // signed.go
+	}
 	id, ours, valid := apikey.Check(value)
 	if ours && !valid {
 		return nil, ReasonMalformedCredential

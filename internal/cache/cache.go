@@ -38,6 +38,12 @@ type entry struct {
 	p        *policy.Principal // nil: unknown
 	negUntil int64             // UnixNano; for unknown entries
 	promoted atomic.Int64      // UnixNano the entry was last made most recent
+
+	// Signed tokens only (signed.go): what else the resolution depends on,
+	// at which generation, and why an unverified one was refused.
+	dep     Versioned
+	depGen  uint64
+	refusal uint8
 }
 
 // promoteEvery is how often a hit moves its entry to the front of its LRU.

@@ -20,10 +20,12 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"github.com/go-jose/go-jose/v4"
 	"go.uber.org/zap"
 
+	"github.com/keygate/keygate/internal/cache"
 	"github.com/keygate/keygate/internal/policy"
 )
 
@@ -72,14 +74,12 @@ func (r Refusal) String() string {
 // two dots.
 func IsJWT(v string) bool { return strings.Count(v, ".") == 2 }
 
-// Digest is the SHA-256 of a token, from a stack buffer when it fits
-// MaxTokenSize: the cache key, computed on every request.
+// Digest is the SHA-256 of a token: the cache key, computed on every
+// request. It reads the string's bytes in place (sha256.Sum256 neither
+// keeps nor changes its input), so a warm check copies and allocates
+// nothing however long the token.
 func Digest(token string) policy.Digest {
-	if len(token) <= MaxTokenSize {
-		var buf [MaxTokenSize]byte
-		return sha256.Sum256(append(buf[:0], token...))
-	}
-	return sha256.Sum256([]byte(token))
+	return sha256.Sum256(unsafe.Slice(unsafe.StringData(token), len(token)))
 }
 
 // signatureAlgorithms are every algorithm an issuer may list; go-jose
@@ -101,7 +101,7 @@ type Result struct {
 	// Keys is what the result depends on besides the snapshot: the issuer's
 	// key set (or the verifier, while the set does not exist yet), at
 	// generation KeyGen. A cached result is stale once it moves on.
-	Keys   interface{ Generation() uint64 }
+	Keys   cache.Versioned
 	KeyGen uint64
 }
 
@@ -518,4 +518,11 @@ func (k *KeySet) status() string {
 		return *e
 	}
 	return "fetched from " + k.url
+}
+
+// VerifyToken is Verify in the form the credential cache calls on a miss
+// (cache.SignedVerifier).
+func (v *Verifier) VerifyToken(snap *policy.Snapshot, token string, now int64) (*policy.Principal, uint8, cache.Versioned, uint64) {
+	r := v.verify(snap, token, now, false)
+	return r.Principal, uint8(r.Refusal), r.Keys, r.KeyGen
 }
