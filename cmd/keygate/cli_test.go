@@ -126,6 +126,20 @@ func policyDir(t *testing.T) string {
 	return dir
 }
 
+// dirNames lists a directory's entries, space-separated.
+func dirNames(t *testing.T, dir string) string {
+	t.Helper()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := make([]string, len(entries))
+	for i, e := range entries {
+		names[i] = e.Name()
+	}
+	return strings.Join(names, " ")
+}
+
 func readPolicy(t *testing.T, dir string) string {
 	t.Helper()
 	data, err := os.ReadFile(filepath.Join(dir, "policy.yaml"))
@@ -283,6 +297,10 @@ func TestCLIUsageMistakes(t *testing.T) {
 		{[]string{"check", "--policy", "policy.yaml", "--path", "/", "--context", "noequals"}, "--context wants KEY=VALUE"},
 		{[]string{"check", "--policy", "policy.yaml", "--path", "/", "--at", "someday"}, "--at:"},
 		{[]string{"keys", "create", "--no-such-flag"}, "flag provided but not defined"},
+		{[]string{"keys", "create", "--tenant", "acme", "--policy", "policy.yaml", "--kube-namespace", "ns"}, "--policy and --kube-namespace/--kube-selector are exclusive"},
+		{[]string{"keys", "revoke", "kg_eu1", "--kube-namespace", "ns"}, "--kube-namespace needs --kube-selector"},
+		{[]string{"keys", "rotate", "kg_eu1", "--kube-selector", "a=b"}, "--kube-selector needs --kube-namespace"},
+		{[]string{"sessions", "revoke", "s_alice"}, "--policy is required"},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
@@ -355,11 +373,11 @@ func TestCLIKeysCreateRefusals(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"unknown tenant", []string{"--tenant", "initech"}, `api_keys[5].tenant: tenant "initech" is not declared under tenants`},
+		{"unknown tenant", []string{"--tenant", "initech"}, `tenant "initech" is not declared under tenants`},
 		{"unknown org", []string{"--tenant", "acme", "--org", "acme-xx"}, `organization "acme-xx" is not declared under tenants`},
 		{"org of another tenant", []string{"--tenant", "acme", "--org", "globex-main"}, `organization "globex-main" belongs to tenant "globex", not "acme"`},
 		{"unknown group", []string{"--tenant", "acme", "--groups", "sales,admins"}, `group "admins" is not declared under groups`},
-		{"org at max_org_keys", []string{"--tenant", "acme", "--org", "acme-eu"}, `organization "acme-eu" has more than 2 active organization-level keys (max_org_keys)`},
+		{"org at max_org_keys", []string{"--tenant", "acme", "--org", "acme-eu"}, `organization "acme-eu" has 2 of 2 active organization-level keys (max_org_keys); revoke one to make another`},
 		{"no policy file", []string{"--tenant", "acme", "--policy", "missing.yaml"}, "no such file or directory"},
 	}
 	for _, tt := range tests {
@@ -374,8 +392,8 @@ func TestCLIKeysCreateRefusals(t *testing.T) {
 			if readPolicy(t, dir) != before {
 				t.Error("the policy changed")
 			}
-			if entries, _ := os.ReadDir(dir); len(entries) != 1 {
-				t.Errorf("%d files in the policy directory, want 1", len(entries))
+			if names := dirNames(t, dir); names != "policy.yaml" && names != ".keygate.lock policy.yaml" {
+				t.Errorf("the policy directory holds %s, want policy.yaml (and the writers' lock)", names)
 			}
 			if tt.name == "org at max_org_keys" {
 				golden(t, "create_max_org_keys", mask(t, r.String()))
@@ -585,7 +603,7 @@ func TestCLIKeysRotate(t *testing.T) {
 	}{
 		"unknown id":        {"kg_nope", `no api_keys or sessions entry has id "kg_nope"`},
 		"disabled key":      {"kg_gone", "kg_gone is disabled; make a new key"},
-		"org at max":        {"kg_eu1", `organization "acme-eu" has more than 2 active organization-level keys`},
+		"org at max":        {"kg_eu1", `organization "acme-eu" has 2 of 2 active organization-level keys (max_org_keys): the successor needs a free slot while kg_eu1 stays valid for the overlap; revoke a key first, or rotate with overlap 0s`},
 		"a session, no key": {"s_alice", `no api_keys or sessions entry has id "s_alice"`},
 	} {
 		t.Run(name, func(t *testing.T) {
@@ -598,6 +616,107 @@ func TestCLIKeysRotate(t *testing.T) {
 				t.Error("the policy changed")
 			}
 		})
+	}
+}
+
+// With --policy DIR, keys and sessions go to the directory's managed.yaml
+// (created on the first write); the other fragments are only read.
+func TestCLIPolicyDirectory(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	frags := filepath.Join(dir, "policy.d")
+	if err := os.Mkdir(frags, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	base := filepath.Join(frags, "base.yaml")
+	if err := os.WriteFile(base, []byte(fixture(t)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	managed := func() string {
+		t.Helper()
+		data, err := os.ReadFile(filepath.Join(frags, "managed.yaml"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(data)
+	}
+	r := must(t, 0, dir, "", "keys", "create", "--tenant", "acme", "--org", "acme-us", "--groups", "sales", "--name", "CI", "--policy", "policy.d")
+	key := firstLine(t, r)
+	id, _, _ := apikey.Check(key)
+	if !strings.Contains(r.stderr, "Added API key "+id+" to policy.d/managed.yaml: tenant acme, organization acme-us") {
+		t.Errorf("create into a directory:\n%s", r)
+	}
+	if text := managed(); !strings.HasPrefix(text, "version: 1\napi_keys:\n  - id: "+id+"\n") || !strings.Contains(text, "created_by: cli") {
+		t.Errorf("managed.yaml:\n%s", text)
+	}
+	if data, _ := os.ReadFile(base); string(data) != fixture(t) {
+		t.Error("base.yaml changed")
+	}
+	must(t, 0, dir, "", "check", "--policy", "policy.d", "--path", "/orgs/acme-us/sales/q1", "-H", bearer(key))
+
+	succ := firstLine(t, must(t, 0, dir, "", "keys", "rotate", id, "--policy", "policy.d", "--overlap", "0s"))
+	must(t, 1, dir, "", "check", "--policy", "policy.d", "--path", "/orgs/acme-us/sales/q1", "-H", bearer(key))
+	must(t, 0, dir, "", "check", "--policy", "policy.d", "--path", "/orgs/acme-us/sales/q1", "-H", bearer(succ))
+	succID, _, _ := apikey.Check(succ)
+	if r := must(t, 0, dir, "", "keys", "revoke", succID, "--policy", "policy.d"); !strings.Contains(r.stderr, "Revoked "+succID+" in policy.d/managed.yaml") {
+		t.Errorf("revoke in a directory:\n%s", r)
+	}
+	must(t, 1, dir, "", "check", "--policy", "policy.d", "--path", "/orgs/acme-us/sales/q1", "-H", bearer(succ))
+
+	// A key of another fragment is not the managed fragment's to change.
+	r = must(t, 1, dir, "", "keys", "revoke", "kg_eu1", "--policy", "policy.d")
+	if !strings.Contains(r.stderr, "kg_eu1 is defined outside the keys keygate manages") {
+		t.Errorf("revoke of base.yaml's key:\n%s", r)
+	}
+	tok := firstLine(t, must(t, 0, dir, "", "sessions", "create", "--user", "bob", "--tenant", "acme", "--policy", "policy.d"))
+	tokID, _, _ := apikey.Check(tok)
+	must(t, 0, dir, "", "sessions", "revoke", tokID, "--policy", "policy.d")
+	if text := managed(); !strings.Contains(text, "- id: "+tokID) || strings.Count(text, "disabled: true") != 2 {
+		t.Errorf("managed.yaml after the session:\n%s", text)
+	}
+	if r := must(t, 0, dir, "", "keys", "list", "--policy", "policy.d"); !strings.Contains(r.stderr, "7 API keys in policy.d") {
+		t.Errorf("list of the directory:\n%s", r)
+	}
+	must(t, 0, dir, "", "policy", "validate", "policy.d")
+	if names := dirNames(t, frags); names != ".keygate.lock base.yaml managed.yaml" {
+		t.Errorf("policy.d holds %s", names)
+	}
+}
+
+// Creates in separate processes at once take exactly the organization's
+// free slots: the lock makes each see the others' keys, and the rest are
+// refused with the limit.
+func TestCLIKeysLimitAcrossProcesses(t *testing.T) {
+	t.Parallel()
+	dir := policyDir(t) // acme-us: max_org_keys 2, no active key
+	const procs, free = 10, 2
+	results := make([]result, procs)
+	done := make(chan int)
+	for i := range procs {
+		go func() {
+			results[i] = keygate(t, dir, "", "keys", "create", "--tenant", "acme", "--org", "acme-us", "--groups", "sales", "--policy", "policy.yaml")
+			done <- i
+		}()
+	}
+	for range procs {
+		<-done
+	}
+	var made []string
+	for _, r := range results {
+		switch {
+		case r.code == 0:
+			made = append(made, firstLine(t, r))
+		case r.code != 1 || !strings.Contains(r.stderr, `organization "acme-us" has 2 of 2 active organization-level keys`) || r.stdout != "":
+			t.Errorf("a refused create:\n%s", r)
+		}
+	}
+	t.Logf("%d concurrent keygate keys create processes, %d free slots: %d created", procs, free, len(made))
+	if len(made) != free {
+		t.Fatalf("%d keys created, want %d", len(made), free)
+	}
+	must(t, 0, dir, "", "policy", "validate", "policy.yaml")
+	for _, key := range made {
+		must(t, 0, dir, "", "check", "--policy", "policy.yaml", "--path", "/orgs/acme-us/sales/q1", "-H", bearer(key))
 	}
 }
 

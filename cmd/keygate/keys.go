@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,24 +11,32 @@ import (
 	"time"
 
 	"github.com/keygate/keygate/internal/apikey"
+	"github.com/keygate/keygate/internal/keys"
 	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/policyedit"
+	"github.com/keygate/keygate/internal/store"
 )
 
 const keysUsage = `usage: keygate keys COMMAND [flags]
 
 Commands:
   create --tenant T [--org O] [--groups a,b] [--user U] [--name N] [--env E]
-         [--expires 90d|RFC3339] [--policy FILE]
-      make a key; stdout: the key, then (without --policy) its api_keys entry
-  import --tenant T [same flags as create] [--policy FILE] < keys.txt
+         [--expires 90d|RFC3339] [--policy FILE|DIR | KUBE]
+      make a key; stdout: the key, then (without --policy or KUBE) its api_keys entry
+  import --tenant T [same flags as create] [--policy FILE|DIR] < keys.txt
       list existing keys (one a line) by digest; stdout: the entries (or ids)
   list --policy FILE|DIR [--format text|json]
       a table of the policy's keys and their state
-  revoke ID --policy FILE [--note TEXT]
+  revoke ID --policy FILE|DIR | KUBE [--note TEXT]
       set disabled: true on key (or session) ID; the entry stays
-  rotate ID --policy FILE [--overlap 24h] [--expires D]
+  rotate ID --policy FILE|DIR | KUBE [--overlap 24h] [--expires D]
       add a successor with the same scope; the old key expires after --overlap
+
+KUBE is --kube-namespace NS --kube-selector LABELS [--kubeconfig FILE]: the
+ConfigMaps keygate serve reads (each organization's keys in keygate-keys-ORG).
+With a directory, keys are written to its managed.yaml. Writers take turns on
+an exclusive lock (.keygate.lock beside the policy) shared with keygate serve's
+management API, and a create that would exceed max_org_keys is refused.
 
 Run 'keygate keys COMMAND -h' for a command's flags.
 `
@@ -45,7 +54,7 @@ func keysCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	case "list":
 		return keysList(args[1:], stdout, stderr)
 	case "revoke":
-		return revoke("keygate keys revoke", false, args[1:], stderr)
+		return keysRevoke(args[1:], stderr)
 	case "rotate":
 		return keysRotate(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
@@ -58,7 +67,7 @@ func keysCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 
 // keyFlags are the scope and metadata flags of create and import.
 type keyFlags struct {
-	tenant, org, groups, user, name, env, expires, policy string
+	tenant, org, groups, user, name, env, expires string
 }
 
 func (k *keyFlags) register(c *command) {
@@ -69,7 +78,6 @@ func (k *keyFlags) register(c *command) {
 	c.fs.StringVar(&k.name, "name", "", "a name for people")
 	c.fs.StringVar(&k.env, "env", "", "environment tag, e.g. production")
 	c.fs.StringVar(&k.expires, "expires", "", "expiry: a lifetime (90d, 36h) or an RFC 3339 time (default: never)")
-	c.fs.StringVar(&k.policy, "policy", "", "policy file to add the entry to (default: print the entry)")
 }
 
 // entry builds the api_keys entry for id; the caller fills Hash.
@@ -95,7 +103,7 @@ func (k *keyFlags) entry(c *command, id string, t time.Time) (policy.APIKey, err
 	return e, nil
 }
 
-func describe(e policy.APIKey) string {
+func describe(e keys.Key) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "tenant %s", e.Tenant)
 	if e.Org != "" {
@@ -114,44 +122,75 @@ func describe(e policy.APIKey) string {
 }
 
 func keysCreate(args []string, stdout, stderr io.Writer) error {
-	c := newCommand("keygate keys create", "keygate keys create --tenant T [--org O] [--groups a,b] [--user U] [--name N] [--env E] [--expires 90d] [--policy FILE]", stderr)
+	c := newCommand("keygate keys create", "keygate keys create --tenant T [--org O] [--groups a,b] [--user U] [--name N] [--env E] [--expires 90d] [--policy FILE|DIR | --kube-namespace NS --kube-selector LABELS]", stderr)
 	var kf keyFlags
 	kf.register(c)
+	var sf storeFlags
+	sf.register(c, true)
 	if pos, err := c.parse(args); err != nil {
 		return err
 	} else if len(pos) > 0 {
 		return c.fail("unexpected argument %q", pos[0])
 	}
+	if sf.given() {
+		return keysCreateIn(c, &kf, &sf, stdout, stderr)
+	}
 	id, key, hash, err := newCredential()
 	if err != nil {
 		return err
 	}
-	e, err := kf.entry(c, id, now())
+	t := now()
+	e, err := kf.entry(c, id, t)
 	if err != nil {
 		return err
 	}
 	e.Hash = hash
-	if kf.policy != "" {
-		if _, err := policyedit.EditFile(kf.policy, func(d *policyedit.Doc) error { return d.AddAPIKey(e) }); err != nil {
-			return editError(kf.policy, err)
-		}
-		fmt.Fprintln(stdout, key)
-		notef(stderr, "Added API key %s to %s: %s.", id, kf.policy, describe(e))
-		notef(stderr, "The key is on standard output. %s", shownOnce)
-		return nil
-	}
 	fmt.Fprintln(stdout, key)
 	fmt.Fprintf(stdout, "# api_keys entry for %s; the key above will not be shown again\n%s", id, policyedit.FormatAPIKey(e))
-	notef(stderr, "Created API key %s: %s.", id, describe(e))
+	notef(stderr, "Created API key %s: %s.", id, describe(keys.FromPolicy(e, t)))
 	notef(stderr, "The key is the first line of standard output. %s", shownOnce)
 	notef(stderr, "Add the entry after it under api_keys: in your policy (or use --policy FILE next time).")
 	return nil
 }
 
+// keysCreateIn makes the key through the keys rules and writes it to the
+// store, as the management API would for the operator.
+func keysCreateIn(c *command, kf *keyFlags, sf *storeFlags, stdout, stderr io.Writer) error {
+	if err := sf.check(c); err != nil {
+		return err
+	}
+	// The flags' own checks, on an entry that is not used.
+	e, err := kf.entry(c, "", now())
+	if err != nil {
+		return err
+	}
+	nk := keys.NewKey{Name: e.Name, Groups: e.Groups, User: kf.user, Environment: e.Environment}
+	if e.ExpiresAt != nil {
+		nk.ExpiresAt = &e.ExpiresAt.Time
+	}
+	ctx, cancel := cliContext()
+	defer cancel()
+	svc, st, err := sf.service(ctx)
+	if err != nil {
+		return err
+	}
+	scope := store.Scope{Tenant: kf.tenant, Org: kf.org}
+	k, err := svc.Create(ctx, keys.Actor{}, scope, nk)
+	if err != nil {
+		return editError(sf.where(), err)
+	}
+	fmt.Fprintln(stdout, k.Secret)
+	notef(stderr, "Added API key %s to %s: %s.", k.ID, st.Target(scope), describe(k.Key))
+	notef(stderr, "The key is on standard output. %s", shownOnce)
+	return nil
+}
+
 func keysImport(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	c := newCommand("keygate keys import", "keygate keys import --tenant T [--org O] [--groups a,b] [--user U] [--name N] [--env E] [--expires 90d] [--policy FILE] < keys.txt", stderr)
+	c := newCommand("keygate keys import", "keygate keys import --tenant T [--org O] [--groups a,b] [--user U] [--name N] [--env E] [--expires 90d] [--policy FILE|DIR] < keys.txt", stderr)
 	var kf keyFlags
 	kf.register(c)
+	var sf storeFlags
+	sf.register(c, false)
 	if pos, err := c.parse(args); err != nil {
 		return err
 	} else if len(pos) > 0 {
@@ -199,28 +238,35 @@ func keysImport(args []string, stdin io.Reader, stdout, stderr io.Writer) error 
 	if len(entries) == 0 {
 		return fmt.Errorf("no keys on standard input (one a line; blank lines and # comments are skipped)")
 	}
-	if kf.policy != "" {
-		if _, err := policyedit.EditFile(kf.policy, func(d *policyedit.Doc) error {
+	if sf.policy != "" {
+		st, err := store.NewFile(sf.policy)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := cliContext()
+		defer cancel()
+		if err := st.Update(ctx, store.Scope{Tenant: kf.tenant, Org: kf.org}, func(tx *store.Tx) error {
 			for _, e := range entries {
-				if err := d.AddAPIKey(e); err != nil {
+				if err := tx.Doc.AddAPIKey(e); err != nil {
 					return err
 				}
 			}
 			return nil
 		}); err != nil {
-			return editError(kf.policy, err)
+			return editError(sf.policy, err)
 		}
 		for _, e := range entries {
 			fmt.Fprintln(stdout, e.ID)
 		}
-		notef(stderr, "Imported %s into %s (digests only): %s. Their ids are on standard output, in input order.", count(len(entries), "key", "keys"), kf.policy, describe(entries[0]))
+		notef(stderr, "Imported %s into %s (digests only): %s. Their ids are on standard output, in input order.",
+			count(len(entries), "key", "keys"), st.Target(store.Scope{}), describe(keys.FromPolicy(entries[0], t)))
 		return nil
 	}
 	fmt.Fprintf(stdout, "# api_keys entries for %s (digests only), in input order\n", count(len(entries), "imported key", "imported keys"))
 	for _, e := range entries {
 		fmt.Fprint(stdout, policyedit.FormatAPIKey(e))
 	}
-	notef(stderr, "Imported %s: %s. Add the entries under api_keys: in your policy.", count(len(entries), "key", "keys"), describe(entries[0]))
+	notef(stderr, "Imported %s: %s. Add the entries under api_keys: in your policy.", count(len(entries), "key", "keys"), describe(keys.FromPolicy(entries[0], t)))
 	return nil
 }
 
@@ -339,11 +385,12 @@ func invalidPolicy(path string, err error) error {
 	return err
 }
 
-// revoke is keys revoke (an API key or a session) and sessions revoke
-// (sessions only): disabled: true on an id.
-func revoke(name string, sessionsOnly bool, args []string, stderr io.Writer) error {
-	c := newCommand(name, name+" ID --policy FILE [--note TEXT]", stderr)
-	path := c.fs.String("policy", "", "policy file holding the entry (required)")
+// keysRevoke disables an API key through the keys rules; an id that is no
+// API key may be a session (keys revoke has always revoked both).
+func keysRevoke(args []string, stderr io.Writer) error {
+	c := newCommand("keygate keys revoke", "keygate keys revoke ID --policy FILE|DIR | --kube-namespace NS --kube-selector LABELS [--note TEXT]", stderr)
+	var sf storeFlags
+	sf.register(c, true)
 	note := c.fs.String("note", "", "why, recorded in a comment on the disabled line")
 	pos, err := c.parse(args)
 	if err != nil {
@@ -352,20 +399,67 @@ func revoke(name string, sessionsOnly bool, args []string, stderr io.Writer) err
 	switch {
 	case len(pos) != 1:
 		return c.fail("name exactly one id to revoke")
-	case *path == "":
-		return c.fail("--policy is required")
 	case strings.ContainsAny(*note, "\r\n"):
 		return c.fail("--note must be one line")
 	}
-	id := pos[0]
+	if err := sf.check(c); err != nil {
+		return err
+	}
+	id, comment := pos[0], revokeComment(*note)
+	ctx, cancel := cliContext()
+	defer cancel()
+	svc, st, err := sf.service(ctx)
+	if err != nil {
+		return err
+	}
+	scope, ok := keyScope(svc, id)
+	if !ok {
+		if sf.policy == "" {
+			return fmt.Errorf("%s: %w", sf.where(), &policyedit.NotFoundError{ID: id})
+		}
+		return revokeSession(ctx, sf.policy, id, comment, false, stderr)
+	}
+	_, changed, err := svc.RevokeKey(ctx, keys.Actor{}, scope, id, comment)
+	if err != nil {
+		return editError(sf.where(), err)
+	}
+	revoked(stderr, id, st.Target(scope), changed, sf.policy != "")
+	return nil
+}
+
+func revokeComment(note string) string {
 	comment := "revoked " + now().Format(time.RFC3339)
-	if *note != "" {
-		comment += ": " + *note
+	if note != "" {
+		comment += ": " + note
+	}
+	return comment
+}
+
+func revoked(stderr io.Writer, id, where string, changed, file bool) {
+	if !changed {
+		notef(stderr, "%s is already disabled in %s; nothing changed.", id, where)
+		return
+	}
+	notef(stderr, "Revoked %s in %s (disabled: true; the entry stays for the record).", id, where)
+	if file {
+		notef(stderr, "A keygate serving this file refuses it from its next reload.")
+	} else {
+		notef(stderr, "Every keygate serving these ConfigMaps refuses it within seconds.")
+	}
+}
+
+// revokeSession sets disabled: true on the entry id of the policy file (or
+// of a directory's managed.yaml), under the writers' lock; sessionsOnly
+// refuses an API key.
+func revokeSession(ctx context.Context, path, id, comment string, sessionsOnly bool, stderr io.Writer) error {
+	st, err := store.NewFile(path)
+	if err != nil {
+		return err
 	}
 	changed := false
-	if _, err := policyedit.EditFile(*path, func(d *policyedit.Doc) error {
+	if err := st.Update(ctx, store.Scope{}, func(tx *store.Tx) error {
 		if sessionsOnly {
-			f, err := policy.Parse(*path, d.Bytes())
+			f, err := policy.Parse(tx.Doc.Name(), tx.Doc.Bytes())
 			if err != nil {
 				return err
 			}
@@ -376,97 +470,66 @@ func revoke(name string, sessionsOnly bool, args []string, stderr io.Writer) err
 			}
 		}
 		var err error
-		changed, err = d.Disable(id, comment)
+		changed, err = tx.Doc.Disable(id, comment)
 		return err
 	}); err != nil {
-		return editError(*path, err)
+		return editError(path, err)
 	}
-	if !changed {
-		notef(stderr, "%s is already disabled in %s; nothing changed.", id, *path)
-		return nil
-	}
-	notef(stderr, "Revoked %s in %s (disabled: true; the entry stays for the record).", id, *path)
-	notef(stderr, "A keygate serving this file refuses it from its next reload.")
+	revoked(stderr, id, st.Target(store.Scope{}), changed, true)
 	return nil
 }
 
 func keysRotate(args []string, stdout, stderr io.Writer) error {
-	c := newCommand("keygate keys rotate", "keygate keys rotate ID --policy FILE [--overlap 24h] [--expires 90d]", stderr)
-	path := c.fs.String("policy", "", "policy file holding the key (required)")
-	overlapFlag := c.fs.String("overlap", "24h", "how long the old key stays valid (e.g. 24h, 7d, 0s)")
+	c := newCommand("keygate keys rotate", "keygate keys rotate ID --policy FILE|DIR | --kube-namespace NS --kube-selector LABELS [--overlap 24h] [--expires 90d]", stderr)
+	var sf storeFlags
+	sf.register(c, true)
+	overlapFlag := c.fs.String("overlap", "24h", "how long the old key stays valid (e.g. 24h, 7d, 0s); with the organization at max_org_keys only 0s")
 	expires := c.fs.String("expires", "", "the new key's expiry (default: the old key's lifetime from now, or never)")
 	pos, err := c.parse(args)
 	if err != nil {
 		return err
 	}
-	switch {
-	case len(pos) != 1:
+	if len(pos) != 1 {
 		return c.fail("name exactly one key id to rotate")
-	case *path == "":
-		return c.fail("--policy is required")
+	}
+	if err := sf.check(c); err != nil {
+		return err
 	}
 	overlap, err := parseLifetime(*overlapFlag)
 	if err != nil || overlap < 0 {
 		return c.fail("--overlap: want a duration such as 24h or 7d, not %q", *overlapFlag)
 	}
-	oldID, t := pos[0], now()
-	var newExpiry *policy.Timestamp
+	id, t := pos[0], now()
+	var r keys.Rotation
+	r.Overlap = overlap
 	if *expires != "" {
 		at, err := parseExpiry(*expires, t)
 		if err != nil {
 			return c.fail("--expires: %v", err)
 		}
-		newExpiry = timestamp(at)
+		r.ExpiresAt = &at
 	}
-	newID, key, hash, err := newCredential()
+	ctx, cancel := cliContext()
+	defer cancel()
+	svc, st, err := sf.service(ctx)
 	if err != nil {
 		return err
 	}
-	var succ policy.APIKey
-	oldUntil := t.Add(overlap)
-	keptExpiry := false
-	if _, err := policyedit.EditFile(*path, func(d *policyedit.Doc) error {
-		f, err := policy.Parse(*path, d.Bytes())
-		if err != nil {
-			return err
-		}
-		var old *policy.APIKey
-		for i := range f.Doc.APIKeys {
-			if f.Doc.APIKeys[i].ID == oldID {
-				old = &f.Doc.APIKeys[i]
-			}
-		}
-		if old == nil {
-			return &policyedit.NotFoundError{ID: oldID}
-		}
-		if old.Disabled {
-			return fmt.Errorf("%s is disabled; make a new key with keygate keys create", oldID)
-		}
-		succ = policy.APIKey{ID: newID, Name: old.Name, Hash: hash, Tenant: old.Tenant, Org: old.Org, User: old.User,
-			Groups: old.Groups, Environment: old.Environment, CreatedAt: timestamp(t)}
-		switch {
-		case newExpiry != nil:
-			succ.ExpiresAt = newExpiry
-		case old.ExpiresAt != nil && old.CreatedAt != nil && old.ExpiresAt.After(old.CreatedAt.Time):
-			succ.ExpiresAt = timestamp(t.Add(old.ExpiresAt.Sub(old.CreatedAt.Time)))
-		}
-		if err := d.AddAPIKey(succ); err != nil {
-			return err
-		}
-		if old.ExpiresAt != nil && !old.ExpiresAt.After(oldUntil) {
-			keptExpiry, oldUntil = true, old.ExpiresAt.Time
-			return nil
-		}
-		return d.SetExpiry(oldID, oldUntil)
-	}); err != nil {
-		return editError(*path, err)
+	scope, ok := keyScope(svc, id)
+	if !ok {
+		return fmt.Errorf("%s: %w", sf.where(), &policyedit.NotFoundError{ID: id})
 	}
-	fmt.Fprintln(stdout, key)
-	notef(stderr, "Rotated %s: added its successor %s to %s: %s.", oldID, newID, *path, describe(succ))
-	if keptExpiry {
-		notef(stderr, "%s keeps its expiry, %s, which comes before the overlap ends.", oldID, oldUntil.Format(time.RFC3339))
-	} else {
-		notef(stderr, "%s stays valid until %s (--overlap %s), then expires.", oldID, oldUntil.Format(time.RFC3339), *overlapFlag)
+	rot, err := svc.RotateKey(ctx, keys.Actor{}, scope, id, r)
+	if err != nil {
+		return editError(sf.where(), err)
+	}
+	fmt.Fprintln(stdout, rot.Secret)
+	notef(stderr, "Rotated %s: added its successor %s to %s: %s.", id, rot.ID, st.Target(scope), describe(rot.Key))
+	switch until := rot.Old.ExpiresAt; {
+	case until != nil && until.Before(t.Add(overlap)):
+		notef(stderr, "%s keeps its expiry, %s, which comes before the overlap ends.", id, until.Format(time.RFC3339))
+	case until != nil:
+		notef(stderr, "%s stays valid until %s (--overlap %s), then expires.", id, until.Format(time.RFC3339), *overlapFlag)
 	}
 	notef(stderr, "The new key is on standard output. %s", shownOnce)
 	return nil

@@ -8,15 +8,17 @@ import (
 
 	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/policyedit"
+	"github.com/keygate/keygate/internal/store"
 )
 
 const sessionsUsage = `usage: keygate sessions COMMAND [flags]
 
 Commands:
-  create --user U --tenant T [--org O] [--groups a,b] [--ttl 8h] [--policy FILE]
+  create --user U --tenant T [--org O] [--groups a,b] [--ttl 8h] [--policy FILE|DIR]
       make a session token; stdout: the token, then (without --policy) its sessions entry
-  revoke ID --policy FILE [--note TEXT]
+  revoke ID --policy FILE|DIR [--note TEXT]
       set disabled: true on session ID; the entry stays
+With a directory, sessions are written to its managed.yaml.
 
 Run 'keygate sessions COMMAND -h' for a command's flags.
 `
@@ -30,7 +32,7 @@ func sessionsCmd(args []string, stdout, stderr io.Writer) error {
 	case "create":
 		return sessionsCreate(args[1:], stdout, stderr)
 	case "revoke":
-		return revoke("keygate sessions revoke", true, args[1:], stderr)
+		return sessionsRevoke(args[1:], stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, sessionsUsage)
 		return nil
@@ -40,13 +42,13 @@ func sessionsCmd(args []string, stdout, stderr io.Writer) error {
 }
 
 func sessionsCreate(args []string, stdout, stderr io.Writer) error {
-	c := newCommand("keygate sessions create", "keygate sessions create --user U --tenant T [--org O] [--groups a,b] [--ttl 8h] [--policy FILE]", stderr)
+	c := newCommand("keygate sessions create", "keygate sessions create --user U --tenant T [--org O] [--groups a,b] [--ttl 8h] [--policy FILE|DIR]", stderr)
 	user := c.fs.String("user", "", "the person the session belongs to (required)")
 	tenant := c.fs.String("tenant", "", "tenant (required)")
 	org := c.fs.String("org", "", "organization: limits the session to it (default: every organization of the tenant)")
 	groups := c.fs.String("groups", "", "access groups, comma-separated")
 	ttl := c.fs.String("ttl", "8h", "lifetime (8h, 30m, 7d) or an RFC 3339 expiry")
-	path := c.fs.String("policy", "", "policy file to add the entry to (default: print the entry)")
+	path := c.fs.String("policy", "", "policy file, or directory (its managed.yaml), to add the entry to (default: print the entry)")
 	if pos, err := c.parse(args); err != nil {
 		return err
 	} else if len(pos) > 0 {
@@ -79,11 +81,17 @@ func sessionsCreate(args []string, stdout, stderr io.Writer) error {
 	}
 	what += ", expires " + at.Format(time.RFC3339)
 	if *path != "" {
-		if _, err := policyedit.EditFile(*path, func(d *policyedit.Doc) error { return d.AddSession(s) }); err != nil {
+		st, err := store.NewFile(*path)
+		if err != nil {
+			return err
+		}
+		ctx, cancel := cliContext()
+		defer cancel()
+		if err := st.Update(ctx, store.Scope{Tenant: s.Tenant, Org: s.Org}, func(tx *store.Tx) error { return tx.Doc.AddSession(s) }); err != nil {
 			return editError(*path, err)
 		}
 		fmt.Fprintln(stdout, token)
-		notef(stderr, "Added session %s to %s: %s.", id, *path, what)
+		notef(stderr, "Added session %s to %s: %s.", id, st.Target(store.Scope{}), what)
 		notef(stderr, "The token is on standard output. %s", shownOnce)
 		return nil
 	}
@@ -93,4 +101,25 @@ func sessionsCreate(args []string, stdout, stderr io.Writer) error {
 	notef(stderr, "The token is the first line of standard output. %s", shownOnce)
 	notef(stderr, "Add the entry after it under sessions: in your policy (or use --policy FILE next time).")
 	return nil
+}
+
+func sessionsRevoke(args []string, stderr io.Writer) error {
+	c := newCommand("keygate sessions revoke", "keygate sessions revoke ID --policy FILE|DIR [--note TEXT]", stderr)
+	path := c.fs.String("policy", "", "policy file, or directory (its managed.yaml), holding the entry (required)")
+	note := c.fs.String("note", "", "why, recorded in a comment on the disabled line")
+	pos, err := c.parse(args)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(pos) != 1:
+		return c.fail("name exactly one id to revoke")
+	case *path == "":
+		return c.fail("--policy is required")
+	case strings.ContainsAny(*note, "\r\n"):
+		return c.fail("--note must be one line")
+	}
+	ctx, cancel := cliContext()
+	defer cancel()
+	return revokeSession(ctx, *path, pos[0], revokeComment(*note), true, stderr)
 }

@@ -36,7 +36,7 @@ type Key struct {
 type entry struct {
 	gen      uint64
 	p        *policy.Principal // nil: unknown
-	negUntil int64             // UnixNano; for unknown entries
+	until    int64             // UnixNano the entry is good until: unknown entries and store resolutions; 0 for ever
 	promoted atomic.Int64      // UnixNano the entry was last made most recent
 
 	// Signed tokens only (signed.go): what else the resolution depends on,
@@ -72,6 +72,9 @@ type Cache struct {
 	mask   uint64     // shards - 1
 	size   int
 	negTTL int64
+
+	stored  storeEpoch    // store resolutions older than it are stale (stored.go)
+	forgets atomic.Uint64 // Forget calls, so that a lookup racing one is not cached
 }
 
 // Defaults for New.
@@ -152,7 +155,7 @@ const (
 func (c *Cache) Resolve(snap *policy.Snapshot, k Key, now int64) (*policy.Principal, Outcome) {
 	i := binary.LittleEndian.Uint64(k.Digest[:8]) & c.mask
 	l, n := (*c.lrus.Load())[i], &c.counts[i]
-	if e, ok := l.Peek(k); ok && e.gen == snap.Generation && (e.p != nil || now < e.negUntil) {
+	if e, ok := l.Peek(k); ok && e.gen == snap.Generation && (e.until == 0 || now < e.until) {
 		if now-e.promoted.Load() >= promoteEvery {
 			e.promoted.Store(now)
 			l.Get(k)
@@ -169,7 +172,7 @@ func (c *Cache) Resolve(snap *policy.Snapshot, k Key, now int64) (*policy.Princi
 	e := &entry{gen: snap.Generation, p: p}
 	e.promoted.Store(now)
 	if p == nil {
-		e.negUntil = now + c.negTTL
+		e.until = now + c.negTTL
 	}
 	l.Add(k, e)
 	return p, Miss

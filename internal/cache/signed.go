@@ -28,7 +28,7 @@ func (c *Cache) ResolveSigned(snap *policy.Snapshot, k Key, now int64, token str
 	i := binary.LittleEndian.Uint64(k.Digest[:8]) & c.mask
 	l, n := (*c.lrus.Load())[i], &c.counts[i]
 	if e, ok := l.Peek(k); ok && e.gen == snap.Generation && (e.dep == nil || e.dep.Generation() == e.depGen) &&
-		(e.p != nil || now < e.negUntil) {
+		(e.until == 0 || now < e.until) {
 		if now-e.promoted.Load() >= promoteEvery {
 			e.promoted.Store(now)
 			l.Get(k)
@@ -45,7 +45,7 @@ func (c *Cache) ResolveSigned(snap *policy.Snapshot, k Key, now int64, token str
 	e := &entry{gen: snap.Generation, p: p, dep: dep, depGen: depGen, refusal: refusal}
 	e.promoted.Store(now)
 	if p == nil {
-		e.negUntil = now + c.negTTL
+		e.until = now + c.negTTL
 	}
 	l.Add(k, e)
 	return p, refusal, Miss
