@@ -18,6 +18,7 @@ Commands:
       make a session token; stdout: the token, then (without --policy) its sessions entry
   revoke ID --policy FILE|DIR [--note TEXT]
       set disabled: true on session ID; the entry stays
+
 With a directory, sessions are written to its managed.yaml.
 
 Run 'keygate sessions COMMAND -h' for a command's flags.
