@@ -16,6 +16,7 @@ import (
 	"github.com/keygate/keygate/internal/manage"
 	"github.com/keygate/keygate/internal/manage/ui"
 	"github.com/keygate/keygate/internal/policy"
+	"github.com/keygate/keygate/internal/session"
 	"github.com/keygate/keygate/internal/source"
 	"github.com/keygate/keygate/internal/store"
 )
@@ -56,7 +57,7 @@ func changeStore(policyPath string, k *kubeFlags) (store.Store, error) {
 
 // apiHandler is the management API and the key page over the policy in
 // force.
-func apiHandler(cfg *serveConfig, snaps *source.Store, decider *authz.Authorizer, reg prometheus.Registerer, log *zap.Logger) (http.Handler, store.Store, error) {
+func apiHandler(cfg *serveConfig, snaps *source.Store, decider *authz.Authorizer, signer *session.Signer, reg prometheus.Registerer, log *zap.Logger) (http.Handler, store.Store, error) {
 	st, err := changeStore(cfg.policy, &cfg.kube)
 	if err != nil {
 		return nil, nil, err
@@ -67,6 +68,8 @@ func apiHandler(cfg *serveConfig, snaps *source.Store, decider *authz.Authorizer
 		Log:        log,
 		Registerer: reg,
 		Page:       ui.Handler(),
+		Signer:     signer,
+		Store:      st,
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("management API: %w", err)

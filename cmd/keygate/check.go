@@ -62,6 +62,7 @@ type checkResult struct {
 	HeadersRemoved  []string        `json:"headers_removed,omitempty"`
 	ResponseHeaders []header        `json:"response_headers,omitempty"`
 	Body            json.RawMessage `json:"body,omitempty"`
+	SignedSession   *signedExplain  `json:"signed_session,omitempty"` // check_signed.go
 }
 
 func check(args []string, stdout, stderr io.Writer) error {
@@ -75,6 +76,8 @@ func check(args []string, stdout, stderr io.Writer) error {
 	c.fs.Var(&contexts, "context", "Envoy context extension KEY=VALUE (repeatable), e.g. keygate_endpoint=whoami")
 	at := c.fs.String("at", "", "decide as of this time: RFC 3339, or a duration from now such as 25h or 2d (expiry checks)")
 	format := c.fs.String("format", "text", "output: text or json")
+	verifyKey := c.fs.String("session-verify-key", "", "public keys of keygate's own signed sessions (as serve takes them)")
+	signingKey := c.fs.String("session-signing-key", "", "or the signing key itself, whose public half verifies them")
 	if pos, err := c.parse(args); err != nil {
 		return err
 	} else if len(pos) > 0 {
@@ -118,11 +121,13 @@ func check(args []string, stdout, stderr io.Writer) error {
 		r.Host = firstOf(hm["host"], hm[":authority"], "localhost")
 	}
 	var opts []authz.Option
+	decidedAt := time.Now()
 	if *at != "" {
 		t, err := parseAt(*at)
 		if err != nil {
 			return c.fail("--at: %v", err)
 		}
+		decidedAt = t
 		opts = append(opts, authz.WithClock(func() time.Time { return t }))
 	}
 
@@ -137,9 +142,15 @@ func check(args []string, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	d := authz.New(store, creds, opts...).Decide(&r)
+	verifier, err := checkVerifier(snap, *verifyKey, *signingKey)
+	if err != nil {
+		return err
+	}
+	defer verifier.Close()
+	d := authz.New(store, creds, append(opts, authz.WithSessionVerifier(verifier))...).Decide(&r)
 
 	res := explain(&d, &r, hm, snap, names, ctx)
+	res.SignedSession = explainSigned(verifier, snap, hm[snap.SessionHeader], decidedAt)
 	if *format == "json" {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -213,6 +224,7 @@ func printCheck(w io.Writer, res checkResult) {
 		fmt.Fprintf(w, "reason:    %s\n", res.Reason)
 	}
 	fmt.Fprintf(w, "endpoint:  %s\n", firstOf(res.Endpoint, "(none matched)"))
+	printSigned(w, res.SignedSession)
 	if res.Result == "ALLOW" {
 		if p := res.Principal; p != nil {
 			fmt.Fprintln(w, "principal:")

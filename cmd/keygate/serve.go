@@ -58,6 +58,7 @@ type serveConfig struct {
 	adminPprof     bool
 	kube           kubeFlags
 	api            apiFlags
+	sessions       sessionFlags
 }
 
 func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
@@ -88,6 +89,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.DurationVar(&c.idleTimeout, "http-idle-timeout", 3*time.Minute, "how long the HTTP and admin listeners keep an idle keep-alive connection open; keep proxies' upstream idle timeouts below it")
 	c.kube.register(fs)
 	c.api.register(fs)
+	c.sessions.register(fs)
 	return fs, c
 }
 
@@ -139,9 +141,16 @@ func serve(args []string, stderr io.Writer) error {
 	// A new snapshot makes every cached resolution stale; start afresh so
 	// old generations (and their principals) are not kept.
 	store.OnPublish(func(*policy.Snapshot) { creds.Reset() })
-	decider := authz.New(store, creds)
-	store.YieldWhile(decider.Busy)
 	reg := prometheus.NewRegistry()
+	signer, verifier, err := cfg.sessions.open(cfg.api.addr != "", reg, log.Named("session"))
+	if err != nil {
+		return err
+	}
+	defer verifier.Close()
+	verifier.Sync(store.Current()) // the first snapshot was published before this listener
+	store.OnPublish(verifier.Sync)
+	decider := authz.New(store, creds, authz.WithSessionVerifier(verifier))
+	store.YieldWhile(decider.Busy)
 	observer, err := metrics.New(reg, metrics.Config{Store: store, Cache: creds, Source: cfg.kube.sourceKind()})
 	if err != nil {
 		return fmt.Errorf("register metrics: %w", err)
@@ -214,7 +223,7 @@ func serve(args []string, stderr io.Writer) error {
 	var apiLis net.Listener
 	var apiSrv *http.Server
 	if cfg.api.addr != "" {
-		h, st, err := apiHandler(cfg, store, decider, reg, log.Named("api"))
+		h, st, err := apiHandler(cfg, store, decider, signer, reg, log.Named("api"))
 		if err != nil {
 			return err
 		}

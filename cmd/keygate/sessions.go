@@ -18,7 +18,7 @@ Commands:
       make a session token; stdout: the token, then (without --policy) its sessions entry
   revoke ID --policy FILE|DIR [--note TEXT]
       set disabled: true on session ID; the entry stays
-
+` + sessionsSignedUsage + `
 With a directory, sessions are written to its managed.yaml.
 
 Run 'keygate sessions COMMAND -h' for a command's flags.
@@ -32,6 +32,10 @@ func sessionsCmd(args []string, stdout, stderr io.Writer) error {
 	switch args[0] {
 	case "create":
 		return sessionsCreate(args[1:], stdout, stderr)
+	case "issue":
+		return sessionsIssue(args[1:], stdout, stderr) // sessions_signed.go
+	case "keygen":
+		return sessionsKeygen(args[1:], stderr)
 	case "revoke":
 		return sessionsRevoke(args[1:], stderr)
 	case "help", "-h", "--help":

@@ -21,6 +21,7 @@ import (
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/keys"
 	"github.com/keygate/keygate/internal/policy"
+	"github.com/keygate/keygate/internal/session"
 	"github.com/keygate/keygate/internal/store"
 )
 
@@ -40,6 +41,11 @@ type Config struct {
 	Registerer prometheus.Registerer
 	Page       http.Handler // the key-management page, at / and /ui/; nil: none
 	Now        func() time.Time
+	// Signer signs the sessions POST /v1/sessions issues; nil: none.
+	Signer *session.Signer
+	// Store is where DELETE /v1/sessions/{id} writes its revoked_sessions
+	// entry (the store the key changes go through).
+	Store store.Store
 }
 
 // API is the management API's HTTP handler.
@@ -91,6 +97,7 @@ func New(cfg Config) (*API, error) {
 		a.Handle("DELETE "+s.prefix+"/{id}", "key.revoke", a.revokeKey)
 	}
 	a.Handle("POST /v1/orgs/{org}/keys/{id}/rotate", "key.rotate", a.rotateKey)
+	a.registerSessions() // sessions.go
 	a.mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Msg: "no such call; the API is described at /v1/openapi.json"})
 	})

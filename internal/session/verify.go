@@ -289,8 +289,11 @@ func (v *Verifier) verify(snap *policy.Snapshot, token string, now int64, explai
 		is, keys = v.own, v.ownKeys
 	}
 	if is == nil {
-		if iss == "" {
+		switch iss {
+		case "":
 			return refuse(Unknown, "the token has no iss claim")
+		case DefaultIssuer:
+			return refuse(Unknown, "issuer %q (keygate's own sessions) has no keys here: give --session-verify-key (or --session-signing-key), or declare it under session_issuers", iss)
 		}
 		return refuse(Unknown, "issuer %s is not declared under session_issuers", quoteClaim(iss))
 	}
