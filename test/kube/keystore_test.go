@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -216,5 +217,97 @@ func TestConfigMapStoreRefusals(t *testing.T) {
 	if cm, err := c.admin.CoreV1().ConfigMaps(ns).Get(ctx, "keygate-keys-tenant-acme", metav1.GetOptions{}); err != nil ||
 		!strings.Contains(cm.Data[store.DataKey], k.ID) {
 		t.Errorf("tenant-level key's ConfigMap: %v", err)
+	}
+}
+
+// keygate keys create|rotate|revoke with --kube-namespace/--kube-selector,
+// as separate processes at once: exactly the free slots are taken, the
+// rest refused with the limit; a rotation and a revocation go to the
+// organization's ConfigMap, and a key of another ConfigMap is left alone.
+func TestKeysCLIConfigMaps(t *testing.T) {
+	c := needCluster(t)
+	ns := c.namespace(t, "keys-cli")
+	first, gone, olivia := newKey(t), newKey(t), newKey(t)
+	c.putConfigMap(t, policyConfigMap(ns, "keygate-base", map[string]string{"policy.yaml": keysBasePolicy(first, gone, olivia)}))
+	bin, err := harness.Binary()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kube := []string{"--kube-namespace", ns, "--kube-selector", policyLabel + "=true", "--kubeconfig", c.AdminKubeconfig}
+	// The processes print the keys they make: that is their job, so those
+	// keys are not registered as secrets (the scan would flag this output).
+	keygateCLI := func(args ...string) (code int, stdout, stderr string) {
+		cmd := exec.Command(bin, append(args, kube...)...)
+		var out, errOut strings.Builder
+		cmd.Stdout, cmd.Stderr = &out, &errOut
+		err := cmd.Run()
+		var ee *exec.ExitError
+		switch {
+		case errors.As(err, &ee):
+			code = ee.ExitCode()
+		case err != nil:
+			code = -1
+			errOut.WriteString(err.Error())
+		}
+		return code, out.String(), errOut.String()
+	}
+
+	const procs, free = 8, 4
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		made []string
+	)
+	for i := range procs {
+		wg.Go(func() {
+			code, out, errOut := keygateCLI("keys", "create", "--tenant", "acme", "--org", "acme-eu", "--groups", "sales", "--name", fmt.Sprintf("cli %d", i))
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case code == 0:
+				made = append(made, strings.TrimSpace(out))
+			case code != 1 || !strings.Contains(errOut, `organization "acme-eu" has 5 of 5 active organization-level keys`):
+				t.Errorf("keys create %d: exit %d\n%s", i, code, errOut)
+			}
+		})
+	}
+	wg.Wait()
+	record(t, "configmap-cli-concurrent-creates", "%d keygate keys create processes for one org, %d free slots: %d created, the rest refused", procs, free, len(made))
+	if len(made) != free {
+		t.Fatalf("%d keys made, want %d", len(made), free)
+	}
+
+	st, err := store.NewConfigMaps(clientFor(t, c.AdminKubeconfig), ns, map[string]string{policyLabel: "true"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, _, _ := apikey.Check(made[0])
+	if code, _, errOut := keygateCLI("keys", "rotate", id, "--overlap", "1h"); code != 1 || !strings.Contains(errOut, "rotate with overlap 0s") {
+		t.Errorf("rotate with an overlap in a full org: exit %d\n%s", code, errOut)
+	}
+	code, out, errOut := keygateCLI("keys", "rotate", id, "--overlap", "0s")
+	succ := strings.TrimSpace(out)
+	if code != 0 || !strings.Contains(errOut, "to ConfigMap "+ns+"/keygate-keys-acme-eu") {
+		t.Fatalf("rotate: exit %d\n%s", code, errOut)
+	}
+	if code, _, errOut := keygateCLI("keys", "revoke", id, "--note", "rotated"); code != 0 || !strings.Contains(errOut, "Revoked "+id) {
+		t.Errorf("revoke: exit %d\n%s", code, errOut)
+	}
+	if code, _, errOut := keygateCLI("keys", "revoke", first.id); code != 1 || !strings.Contains(errOut, "defined outside the keys keygate manages") {
+		t.Errorf("revoke of keygate-base's key: exit %d\n%s", code, errOut)
+	}
+	snap, err := st.Policy(context.Background())
+	if err != nil {
+		t.Fatalf("the merged policy does not compile: %v", err)
+	}
+	now := time.Now().UnixNano()
+	if p := snap.Lookup(policy.KindAPIKey, apikey.Digest(made[0])); p == nil || !p.Disabled {
+		t.Errorf("the rotated and revoked key: %+v", p)
+	}
+	if p := snap.Lookup(policy.KindAPIKey, apikey.Digest(succ)); p == nil || p.Disabled || p.ExpiredAt(now) || p.Org != "acme-eu" {
+		t.Errorf("the successor: %+v", p)
+	}
+	if p := snap.Lookup(policy.KindAPIKey, apikey.Digest(first.raw)); p == nil || p.Disabled {
+		t.Errorf("keygate-base's key was changed: %+v", p)
 	}
 }
