@@ -251,7 +251,11 @@ function render() {
     ? 'This organization has ' + list.active + ' of ' + list.limit + ' active keys. Revoke one to add another.'
     : '');
 
-  for (const key of list.keys) rows.append(keyRow(key));
+  // Newest first, as key pages show them; keys with no creation time last.
+  // Within one second (the times' resolution) the API's order, reversed.
+  const created = (k) => (k.created_at ? Date.parse(k.created_at) || 0 : 0);
+  const keys = [...list.keys].reverse().sort((a, b) => created(b) - created(a));
+  for (const key of keys) rows.append(keyRow(key));
 }
 
 function keyRow(key) {
@@ -355,6 +359,7 @@ function restoreFocus(dialog) {
 }
 
 function closeDialogs() {
+  clearSecret();
   for (const d of document.querySelectorAll('dialog')) {
     handOver(d);
     if (d.open) d.close();
@@ -417,9 +422,16 @@ function showSecret(created, from) {
   $('secret-copy').focus();
 }
 
-function secretClosed() {
+// clearSecret empties the one-time dialog. It runs as the dialog is
+// dismissed (Done, Escape), not only on its close event, which comes a task
+// later.
+function clearSecret() {
   $('secret-value').value = '';
   $('secret-copied').textContent = '';
+}
+
+function secretClosed() {
+  clearSecret();
   restoreFocus($('secret-dialog'));
 }
 
@@ -488,8 +500,13 @@ function wire() {
   $('secret-copy').addEventListener('click', copySecret);
   $('revoke-confirm').addEventListener('click', revokeKey);
   for (const b of document.querySelectorAll('[data-close]')) {
-    b.addEventListener('click', () => b.closest('dialog').close());
+    b.addEventListener('click', () => {
+      const dialog = b.closest('dialog');
+      if (dialog.id === 'secret-dialog') clearSecret();
+      dialog.close();
+    });
   }
+  $('secret-dialog').addEventListener('cancel', clearSecret);
   $('add-dialog').addEventListener('close', () => restoreFocus($('add-dialog')));
   $('revoke-dialog').addEventListener('close', () => {
     state.revoking = null;
