@@ -2,6 +2,7 @@ package browser
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"net/http"
 	"os"
@@ -30,6 +31,8 @@ import (
 func TestKeyPage(t *testing.T) {
 	w := newWorld(t, 3)
 	kg := harness.Serve(t, harness.Options{API: true, Args: []string{"--policy", writePolicy(t, w)}})
+	begun := time.Now() // the visit, without building and starting keygate
+	defer func() { t.Logf("the visit took %v", time.Since(begun).Round(100*time.Millisecond)) }()
 	envoy := newChecker(t, kg.GRPCAddr)
 	base := "http://" + kg.APIAddr
 	pageHeaders(t, base)
@@ -173,6 +176,25 @@ func TestKeyPage(t *testing.T) {
 	}
 	b.screenshot(t)
 
+	// Another admin takes the last slot while the dialog is open: the page
+	// shows the API's refusal, and the count it now has behind the dialog.
+	b.do("start adding a key", chromedp.Click(chromedp.ID("add-key")), chromedp.WaitVisible(chromedp.ID("add-name")),
+		chromedp.SendKeys(chromedp.ID("add-name"), "Too late"))
+	elsewhere := createByAPI(t, base, w.Admin.Raw, "Made elsewhere", http.StatusCreated)
+	refusal := createByAPI(t, base, w.Admin.Raw, "Also too late", http.StatusConflict)
+	b.do("submit", chromedp.Click(chromedp.ID("add-submit")), chromedp.WaitVisible(chromedp.ID("add-error")))
+	if msg := b.text("#add-error"); msg != refusal.message {
+		t.Errorf("at the limit the Add dialog says %q, want the API's message %q", msg, refusal.message)
+	}
+	b.wantUsage(t, 3, 3)
+	b.do("cancel", chromedp.Click(chromedp.CSS("#add-dialog button[data-close]")), chromedp.WaitNotVisible(chromedp.ID("add-dialog")))
+	b.do("revoke the other admin's key",
+		chromedp.Click(chromedp.CSS(`#key-rows tr[data-id="`+elsewhere.id+`"] button.revoke`)),
+		chromedp.WaitVisible(chromedp.ID("revoke-confirm")),
+		chromedp.Click(chromedp.ID("revoke-confirm")))
+	b.wantUsage(t, 2, 3)
+	envoy.wait(elsewhere.raw, codes.Unauthenticated, time.Now(), 2*time.Second)
+
 	// The last free slot; then Add is disabled and says why.
 	b.do("add the last key", chromedp.Click(chromedp.ID("add-key")), chromedp.WaitVisible(chromedp.ID("add-name")),
 		chromedp.SendKeys(chromedp.ID("add-name"), "Partner sandbox"),
@@ -202,7 +224,7 @@ func TestKeyPage(t *testing.T) {
 		}
 	}
 	slices.Sort(ids)
-	if want := []string{w.Billing.ID, w.Importer.ID, ci.id, nightly.id, last.id}; !slices.Equal(ids, slices.Sorted(slices.Values(want))) {
+	if want := []string{w.Billing.ID, w.Importer.ID, ci.id, nightly.id, elsewhere.id, last.id}; !slices.Equal(ids, slices.Sorted(slices.Values(want))) {
 		t.Errorf("the table lists %v, want %v", ids, want)
 	}
 	for _, k := range []secretKey{nightly, last} {
@@ -213,6 +235,21 @@ func TestKeyPage(t *testing.T) {
 	b.do("sign out", chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("signin-token")))
 	sessionCookie(t, b, false)
 	b.do("reload", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("signin-token")))
+
+	// A tenant-level admin names the organization, which the URL keeps.
+	b.do("sign in as a tenant-level admin",
+		chromedp.SendKeys(chromedp.ID("signin-token"), w.TenantAdmin.Raw),
+		chromedp.Click(chromedp.ID("signin-submit")),
+		chromedp.WaitVisible(chromedp.ID("choose-org-name")),
+		chromedp.SendKeys(chromedp.ID("choose-org-name"), "acme-eu"),
+		chromedp.KeyEvent(kb.Enter),
+		chromedp.WaitVisible(chromedp.CSS("#key-rows tr")))
+	b.wantUsage(t, 3, 3)
+	if got := js[string](b, `location.hash`); got != "#org=acme-eu" {
+		t.Errorf("the URL keeps %q, want #org=acme-eu", got)
+	}
+	b.do("reload and sign out", chromedp.Reload(), chromedp.WaitVisible(chromedp.CSS("#key-rows tr")),
+		chromedp.Click(chromedp.ID("signout")), chromedp.WaitVisible(chromedp.ID("signin-token")))
 
 	// A member who is no key admin sees why, and no way to change keys.
 	b.do("sign in as a member",
@@ -227,6 +264,39 @@ func TestKeyPage(t *testing.T) {
 	if msg := b.text("#not-admin"); !strings.Contains(msg, "not a key admin") {
 		t.Errorf("a member sees %q", msg)
 	}
+}
+
+// apiAnswer is a create answered by the API itself.
+type apiAnswer struct {
+	secretKey
+	message string // of a refusal
+}
+
+// createByAPI makes an acme-eu key through the API as another tab or a
+// script of the same admin would (the session in its header), and checks
+// the status.
+func createByAPI(t *testing.T, base, session, name string, want int) apiAnswer {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodPost, base+"/v1/orgs/acme-eu/keys", strings.NewReader(`{"name":`+strconv.Quote(name)+`}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Session", session)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct{ ID, Key, Message string }
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil {
+		t.Fatalf("POST /v1/orgs/acme-eu/keys: %d, %v", resp.StatusCode, err)
+	}
+	harness.RegisterSecret(body.Key, "key "+name+" made through the API")
+	if resp.StatusCode != want {
+		t.Fatalf("POST /v1/orgs/acme-eu/keys %q: %d %s, want %d", name, resp.StatusCode, body.Message, want)
+	}
+	return apiAnswer{secretKey: secretKey{id: body.ID, raw: body.Key, shown: time.Now()}, message: body.Message}
 }
 
 // secretKey is a key read from the one-time dialog.

@@ -45,11 +45,12 @@ func TestMain(m *testing.M) { os.Exit(harness.Main(m)) }
 
 // world is the test policy's credentials, with their raw values.
 type world struct {
-	Admin    cred // olivia, org admin of acme-eu: a session, as a person signed in
-	Member   cred // bob, a session of acme-eu who is no key admin
-	Billing  cred // an active acme-eu key the operator made
-	Importer cred // an expired acme-eu key
-	MaxKeys  int
+	Admin       cred // olivia, org admin of acme-eu: a session, as a person signed in
+	TenantAdmin cred // tina, a tenant-level key admin of acme
+	Member      cred // bob, a session of acme-eu who is no key admin
+	Billing     cred // an active acme-eu key the operator made
+	Importer    cred // an expired acme-eu key
+	MaxKeys     int
 }
 
 type cred struct{ ID, Raw string }
@@ -60,7 +61,7 @@ func newCred(t testing.TB) cred {
 }
 
 func newWorld(t testing.TB, maxKeys int) *world {
-	return &world{Admin: newCred(t), Member: newCred(t), Billing: newCred(t), Importer: newCred(t), MaxKeys: maxKeys}
+	return &world{Admin: newCred(t), TenantAdmin: newCred(t), Member: newCred(t), Billing: newCred(t), Importer: newCred(t), MaxKeys: maxKeys}
 }
 
 var policyText = template.Must(template.New("policy").Funcs(template.FuncMap{
@@ -87,6 +88,7 @@ api_keys:
   - {id: {{.Importer.ID}}, name: Old importer, hash: "{{h .Importer.Raw}}", tenant: acme, org: acme-eu, user: importer, environment: production, created_at: 2025-05-01T08:00:00Z, expires_at: 2025-08-01T08:00:00Z}
 sessions:
   - {id: {{.Admin.ID}}, hash: "{{h .Admin.Raw}}", tenant: acme, org: acme-eu, user: olivia, groups: [org-admin]}
+  - {id: {{.TenantAdmin.ID}}, hash: "{{h .TenantAdmin.Raw}}", tenant: acme, user: tina, groups: [org-admin]}
   - {id: {{.Member.ID}}, hash: "{{h .Member.Raw}}", tenant: acme, org: acme-eu, user: bob, groups: [sales]}
 `))
 
