@@ -15,6 +15,7 @@ import (
 type Health struct {
 	store    *source.Store
 	draining atomic.Bool
+	reports  reports // components shown by /readyz?verbose (components.go)
 }
 
 // NewHealth returns readiness backed by store.
@@ -76,12 +77,16 @@ func AdminHandler(h *Health, extra map[string]http.Handler) http.Handler {
 			if snap := h.store.Current(); snap != nil {
 				gen, src = snap.Generation, snap.Source
 			}
-			_ = json.NewEncoder(w).Encode(map[string]any{
+			out := map[string]any{
 				"ready": ready, "reason": why, "generation": gen,
 				"last_success": st.LastSuccess, "last_reload_ok": st.LastReloadOK,
 				"last_error": publicError(st.LastError), "reloads_ok": st.ReloadsOK,
 				"reloads_failed": st.ReloadsFailed, "source": src,
-			})
+			}
+			if c := h.reports.status(); len(c) > 0 {
+				out["components"] = c
+			}
+			_ = json.NewEncoder(w).Encode(out)
 			return
 		}
 		if !ready {
