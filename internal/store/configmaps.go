@@ -46,7 +46,11 @@ const maxAttempts = 50
 // so every replica's Kubernetes source reads it, and updates it with the
 // resourceVersion it read: of two writers, one wins and the other runs its
 // change again on the new state. The rest of the policy is every other
-// ConfigMap the labels select, read in the same list.
+// ConfigMap the labels select, read in the same list. What a change decides
+// holds against every writer of the scope's ConfigMap; a person adding keys
+// of the organization to another ConfigMap at the same moment is not
+// serialized with it (the serving compiler would then refuse the merged
+// policy, and the last good one keeps serving).
 type ConfigMaps struct {
 	client    kubernetes.Interface
 	namespace string
