@@ -46,6 +46,9 @@ type Config struct {
 	// Store is where DELETE /v1/sessions/{id} writes its revoked_sessions
 	// entry (the store the key changes go through).
 	Store store.Store
+	// Sessions keeps server-side sessions (--session-store); nil: sessions
+	// are signed (usersessions.go).
+	Sessions SessionStore
 }
 
 // API is the management API's HTTP handler.

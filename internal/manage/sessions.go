@@ -21,6 +21,7 @@ const defaultSessionTTL = 8 * time.Hour
 func (a *API) registerSessions() {
 	a.Handle("POST /v1/sessions", "session.create", a.createSession)
 	a.Handle("DELETE /v1/sessions/{id}", "session.revoke", a.revokeSession)
+	a.registerUserSessions() // usersessions.go
 	a.mux.HandleFunc("GET /.well-known/jwks.json", func(w http.ResponseWriter, _ *http.Request) {
 		if a.cfg.Signer == nil {
 			writeError(w, &Error{Status: http.StatusNotFound, Code: "not_found", Msg: "this keygate signs no sessions"})
@@ -64,7 +65,7 @@ func (c *Call) issuer() error {
 }
 
 func (a *API) createSession(c *Call) (int, any, error) {
-	if a.cfg.Signer == nil {
+	if a.cfg.Signer == nil && a.cfg.Sessions == nil {
 		return 0, nil, &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Msg: "this keygate signs no sessions"}
 	}
 	var req sessionRequest
@@ -109,12 +110,15 @@ func (a *API) createSession(c *Call) (int, any, error) {
 		}
 		ttl = t
 	}
+	now := a.cfg.Now().UTC().Truncate(time.Second)
+	exp := now.Add(ttl)
+	if a.cfg.Sessions != nil {
+		return a.createStoredSession(c, req.User, org, req.Groups, now, exp) // usersessions.go
+	}
 	id, err := session.NewSessionID()
 	if err != nil {
 		return 0, nil, err
 	}
-	now := a.cfg.Now().UTC().Truncate(time.Second)
-	exp := now.Add(ttl)
 	tok, err := a.cfg.Signer.Sign(session.Claims{ID: id, User: req.User, Tenant: d.Tenant, Org: org, Groups: req.Groups, IssuedAt: now, ExpiresAt: exp})
 	if err != nil {
 		return 0, nil, err
@@ -135,6 +139,11 @@ func (a *API) revokeSession(c *Call) (int, any, error) {
 	id := c.R.PathValue("id")
 	if id == "" || len(id) > 253 || strings.ContainsFunc(id, func(r rune) bool { return r <= ' ' || r == 0x7f }) {
 		return 0, nil, Invalid("a session id is 1 to 253 printable characters without spaces")
+	}
+	if a.cfg.Sessions != nil {
+		if handled, status, body, err := a.revokeStoredSession(c, id); handled { // usersessions.go
+			return status, body, err
+		}
 	}
 	snap := c.Snapshot()
 	if snap.SessionRevoked(id) {
