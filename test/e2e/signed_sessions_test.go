@@ -281,4 +281,3 @@ func hs256WithPublicKey(idp *opensslIdP, claims map[string]any) string {
 	m.Write([]byte(input))
 	return input + "." + base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }
-
