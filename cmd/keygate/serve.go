@@ -58,6 +58,7 @@ type serveConfig struct {
 	adminPprof     bool
 	kube           kubeFlags
 	api            apiFlags
+	rateLimit      rateLimitFlags
 	sessions       sessionFlags
 }
 
@@ -89,6 +90,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.DurationVar(&c.idleTimeout, "http-idle-timeout", 3*time.Minute, "how long the HTTP and admin listeners keep an idle keep-alive connection open; keep proxies' upstream idle timeouts below it")
 	c.kube.register(fs)
 	c.api.register(fs)
+	c.rateLimit.register(fs)
 	c.sessions.register(fs)
 	return fs, c
 }
@@ -129,6 +131,14 @@ func serve(args []string, stderr io.Writer) error {
 		log.Info("no Go memory limit from a container limit", zap.Error(err))
 	}
 
+	limiter, failOpen, err := cfg.rateLimit.open(log.Named("ratelimit"))
+	if err != nil {
+		return err
+	}
+	if limiter != nil {
+		defer limiter.Close()
+	}
+
 	store := source.NewStore()
 	src, err := openPolicySource(cfg.policy, &cfg.kube, store, log.Named("policy"))
 	if err != nil {
@@ -149,9 +159,9 @@ func serve(args []string, stderr io.Writer) error {
 	defer verifier.Close()
 	verifier.Sync(store.Current()) // the first snapshot was published before this listener
 	store.OnPublish(verifier.Sync)
-	decider := authz.New(store, creds, authz.WithSessionVerifier(verifier))
+	decider := authz.New(store, creds, authz.WithSessionVerifier(verifier), authz.WithRateLimiter(limiter, failOpen))
 	store.YieldWhile(decider.Busy)
-	observer, err := metrics.New(reg, metrics.Config{Store: store, Cache: creds, Source: cfg.kube.sourceKind()})
+	observer, err := metrics.New(reg, metrics.Config{Store: store, Cache: creds, Source: cfg.kube.sourceKind(), RateLimiter: limiter})
 	if err != nil {
 		return fmt.Errorf("register metrics: %w", err)
 	}

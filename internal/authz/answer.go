@@ -226,6 +226,9 @@ func (d *Decision) Body(decisionID string) string {
 			b.Message = d.missingMessage()
 		}
 	}
+	if code, msg, ok := d.rateLimitBody(); ok { // ratelimit.go
+		b.Error, b.Message = code, msg
+	}
 	out, _ := json.Marshal(b) // a struct of strings always encodes
 	return string(out)
 }

@@ -62,6 +62,8 @@ const (
 	ReasonTenantMismatch
 	ReasonOrgMismatch // a key and a session of two organizations
 	ReasonConflictingCredentials
+	ReasonRateLimited          // over a rate limit: 429
+	ReasonRateLimitUnavailable // the rate-limit store did not answer and --ratelimit-failure is closed: 503
 	reasonCount
 )
 
@@ -71,6 +73,7 @@ var reasonNames = [reasonCount]string{
 	"unknown_endpoint", "no_match", "missing_credential", "malformed_credential",
 	"unknown_credential", "expired_credential", "disabled_credential", "group_denied",
 	"org_missing", "org_denied", "tenant_mismatch", "org_mismatch", "conflicting_credentials",
+	"rate_limited", "ratelimit_unavailable",
 }
 
 func (r Reason) String() string {
@@ -83,7 +86,7 @@ func (r Reason) String() string {
 // Decision is the answer to one request, as plain data.
 type Decision struct {
 	Result Result
-	Status int // HTTP status: 200, 401, 403, or 503 with Unavailable
+	Status int // HTTP status: 200, 401, 403, 429, or 503 (Unavailable, or the rate-limit store)
 	Reason Reason
 	// Shadowed is true when a shadow-mode endpoint would have denied: the
 	// request is allowed and Reason says why it would not have been.
@@ -98,6 +101,9 @@ type Decision struct {
 	Session *policy.Principal
 	Org     string // the organization the request targets once checked, else the credentials' own
 	Tenant  string // the verified credentials' tenant
+	// RateLimit is the rate limit a 429 exceeded, or on an allow the one
+	// that applied (ratelimit.go).
+	RateLimit RateLimitState
 
 	// SessionFromCookie: the session came from settings.session_cookie, not
 	// the session header (the management API's CSRF rule reads it).
@@ -117,6 +123,7 @@ type Authorizer struct {
 	snaps    Snapshots
 	cache    *cache.Cache
 	now      func() time.Time
+	limits   limits               // counts allowed requests against the policy's rate limits (ratelimit.go)
 	lastSeen atomic.Int64         // UnixNano of a recent decision, to the millisecond
 	signed   cache.SignedVerifier // verifies signed session tokens; nil: they are unknown
 }
@@ -232,6 +239,10 @@ func (a *Authorizer) Decide(r *Request) Decision {
 		}
 	}
 	d.identify(target)
+	// Counted last: a request denied for any other reason spends no budget.
+	if r := a.rateLimit(&d, e, now); r != ReasonAllowed {
+		return d.enforce(rateLimitStatus(r), r)
+	}
 	return d.allow(ReasonAllowed)
 }
 

@@ -13,6 +13,7 @@ import (
 
 	"github.com/keygate/keygate/internal/authz"
 	"github.com/keygate/keygate/internal/cache"
+	"github.com/keygate/keygate/internal/ratelimit"
 	"github.com/keygate/keygate/internal/source"
 )
 
@@ -30,6 +31,8 @@ type Config struct {
 	Source string // "file" or "kubernetes", the source label of reloads
 	// ExpiringWithin is the window of keygate_api_keys_expiring (default 7d).
 	ExpiringWithin time.Duration
+	// RateLimiter, when set, is read for the keygate_ratelimit_* metrics.
+	RateLimiter *ratelimit.Limiter
 }
 
 // New registers keygate's metrics, and the Go and process collectors, with
@@ -52,6 +55,9 @@ func New(reg prometheus.Registerer, cfg Config) (*Metrics, error) {
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		&cacheCollector{c: cfg.Cache},
 		&policyCollector{store: cfg.Store, source: cfg.Source, within: cfg.ExpiringWithin},
+	}
+	if cfg.RateLimiter != nil {
+		cs = append(cs, &rateLimitCollector{cfg.RateLimiter})
 	}
 	for _, c := range cs {
 		if err := reg.Register(c); err != nil {

@@ -155,7 +155,7 @@ func appendDeniedHeaders(dst []authz.Header, d *authz.Decision) []authz.Header {
 	if c := d.Challenge(); c != "" {
 		dst = append(dst, authz.Header{Name: "www-authenticate", Value: c})
 	}
-	return dst
+	return d.RateLimitHeaders(dst) // a 429's retry-after, ratelimit-policy and ratelimit
 }
 
 func firstNonEmpty(a, b string) string {

@@ -203,6 +203,9 @@ func (h *HTTPAuth) writeAnswer(w http.ResponseWriter, a *httpAnswer, r *authz.Re
 		if c := d.Challenge(); c != "" {
 			hdr.Set("WWW-Authenticate", c)
 		}
+		for _, h := range d.RateLimitHeaders(nil) {
+			hdr.Set(h.Name, h.Value)
+		}
 		w.WriteHeader(d.Status)
 		_, _ = w.Write([]byte(d.Body(id)))
 	}

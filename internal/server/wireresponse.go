@@ -83,7 +83,7 @@ func appendCheckResponse(dst []byte, d *authz.Decision, in authz.Headers, id str
 }
 
 func appendDenied(dst []byte, d *authz.Decision, id string) []byte {
-	var buf [2]authz.Header
+	var buf [5]authz.Header
 	headers := appendDeniedHeaders(buf[:0], d)
 	body := d.Body(id)
 	reason := d.Reason.String()
@@ -111,7 +111,8 @@ func appendDenied(dst []byte, d *authz.Decision, id string) []byte {
 }
 
 // The dynamic metadata is the decision keyed by the identity header names
-// without their prefix (user, tenant, key-id, ...), then reason, decision_id
+// without their prefix (user, tenant, key-id, ...), then reason, decision_id,
+// rate_limit (the name of the limit that applied, or that a 429 exceeded)
 // and shadow_denied. Envoy puts it under the filter's namespace, for access
 // logs and rate-limit descriptors:
 // %DYNAMIC_METADATA(envoy.filters.http.ext_authz:user)%. Should two entries
@@ -126,6 +127,9 @@ func sizeMetadata(d *authz.Decision, set []authz.Header, id string) int {
 	n += sizeStringEntry("reason", d.Reason.String())
 	if id != "" {
 		n += sizeStringEntry("decision_id", id)
+	}
+	if l := d.RateLimit.Limit; l != nil {
+		n += sizeStringEntry("rate_limit", l.Name)
 	}
 	if d.Shadowed {
 		n += sizeMessage(structFields, sizeStringField(entryKey, "shadow_denied")+sizeMessage(entryValue, 2))
@@ -142,6 +146,9 @@ func appendMetadata(dst []byte, size int, d *authz.Decision, set []authz.Header,
 	dst = appendStringEntry(dst, "reason", d.Reason.String())
 	if id != "" {
 		dst = appendStringEntry(dst, "decision_id", id)
+	}
+	if l := d.RateLimit.Limit; l != nil {
+		dst = appendStringEntry(dst, "rate_limit", l.Name)
 	}
 	if d.Shadowed {
 		dst = appendMessageHeader(dst, structFields, sizeStringField(entryKey, "shadow_denied")+sizeMessage(entryValue, 2))
