@@ -8,7 +8,6 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
-	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/client-go/kubernetes"
 
 	"github.com/keygate/keygate/internal/authz"
@@ -40,14 +39,17 @@ func changeStore(policyPath string, k *kubeFlags) (store.Store, error) {
 	if k.selector == "" {
 		return nil, errors.New("--api-addr with --kube-configmap: the management API writes one ConfigMap per organization, which only a --kube-selector can serve; use --kube-selector LABELS (the ConfigMaps it writes carry those labels)")
 	}
-	set, err := labels.ConvertSelectorToLabelsMap(k.selector)
+	set, err := store.LabelsFromSelector(k.selector)
 	if err != nil {
-		return nil, fmt.Errorf("--api-addr needs a --kube-selector of key=value labels to stamp on the ConfigMaps it writes: %w", err)
+		return nil, fmt.Errorf("--api-addr with --kube-selector %q: %w", k.selector, err)
 	}
 	cfg, err := k.restConfig()
 	if err != nil {
 		return nil, err
 	}
+	// client-go's default of 5 requests a second would queue simultaneous
+	// creates for seconds: each write is a list and an update, maybe again.
+	cfg.QPS, cfg.Burst = 50, 100
 	client, err := kubernetes.NewForConfig(cfg)
 	if err != nil {
 		return nil, fmt.Errorf("kubernetes client: %w", err)
