@@ -50,19 +50,20 @@ type checkPrincipal struct {
 
 // checkResult is what check prints: the decision and Envoy's answer.
 type checkResult struct {
-	Request         checkRequest    `json:"request"`
-	Result          string          `json:"result"` // ALLOW or DENY
-	HTTPStatus      int             `json:"http_status"`
-	GRPCCode        string          `json:"grpc_code"`
-	Reason          string          `json:"reason"`
-	Shadowed        bool            `json:"shadowed"`
-	Endpoint        string          `json:"endpoint"`
-	Principal       *checkPrincipal `json:"principal,omitempty"`
-	HeadersSet      []header        `json:"headers_set,omitempty"`
-	HeadersRemoved  []string        `json:"headers_removed,omitempty"`
-	ResponseHeaders []header        `json:"response_headers,omitempty"`
-	Body            json.RawMessage `json:"body,omitempty"`
-	SignedSession   *signedExplain  `json:"signed_session,omitempty"` // check_signed.go
+	Request         checkRequest     `json:"request"`
+	Result          string           `json:"result"` // ALLOW or DENY
+	HTTPStatus      int              `json:"http_status"`
+	GRPCCode        string           `json:"grpc_code"`
+	Reason          string           `json:"reason"`
+	Shadowed        bool             `json:"shadowed"`
+	Endpoint        string           `json:"endpoint"`
+	Principal       *checkPrincipal  `json:"principal,omitempty"`
+	HeadersSet      []header         `json:"headers_set,omitempty"`
+	HeadersRemoved  []string         `json:"headers_removed,omitempty"`
+	ResponseHeaders []header         `json:"response_headers,omitempty"`
+	Body            json.RawMessage  `json:"body,omitempty"`
+	SignedSession   *signedExplain   `json:"signed_session,omitempty"` // check_signed.go
+	RateLimits      []checkRateLimit `json:"rate_limits,omitempty"`    // check_ratelimit.go
 }
 
 func check(args []string, stdout, stderr io.Writer) error {
@@ -183,6 +184,7 @@ func explain(d *authz.Decision, r *authz.Request, hm authz.MapHeaders, snap *pol
 		res.Request.Headers = append(res.Request.Headers, header{n, echoHeader(snap, n, hm[n])})
 	}
 	res.HTTPStatus = d.Status
+	res.RateLimits = explainRateLimits(d)
 	if d.Result == authz.Allow {
 		res.Result, res.GRPCCode = "ALLOW", "OK"
 		set := d.IdentityHeaders(nil)
@@ -225,6 +227,7 @@ func printCheck(w io.Writer, res checkResult) {
 	}
 	fmt.Fprintf(w, "endpoint:  %s\n", firstOf(res.Endpoint, "(none matched)"))
 	printSigned(w, res.SignedSession)
+	printRateLimits(w, res.RateLimits)
 	if res.Result == "ALLOW" {
 		if p := res.Principal; p != nil {
 			fmt.Fprintln(w, "principal:")
