@@ -66,6 +66,7 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzBearerToken$$' -fuzztime $(FUZZTIME) ./internal/authz/
 	$(GO) test -run '^$$' -fuzz '^FuzzCanonicalMethod$$' -fuzztime $(FUZZTIME) ./internal/authz/
 	$(GO) test -run '^$$' -fuzz '^FuzzHTTPHeadersGet$$' -fuzztime $(FUZZTIME) ./internal/authz/
+	$(GO) test -run '^$$' -fuzz '^FuzzSignedSession$$' -fuzztime $(FUZZTIME) ./internal/authz/
 	$(GO) test -run '^$$' -fuzz '^FuzzCheck$$' -fuzztime $(FUZZTIME) ./internal/server/
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeCheckRequest$$' -fuzztime $(FUZZTIME) ./internal/server/
 	$(GO) test -run '^$$' -fuzz '^FuzzMatchIndex$$' -fuzztime $(FUZZTIME) ./internal/policy/
