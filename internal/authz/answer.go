@@ -229,6 +229,9 @@ func (d *Decision) Body(decisionID string) string {
 	if code, msg, ok := d.rateLimitBody(); ok { // ratelimit.go
 		b.Error, b.Message = code, msg
 	}
+	if code, msg, ok := d.storeBody(); ok { // storesession.go
+		b.Error, b.Message = code, msg
+	}
 	out, _ := json.Marshal(b) // a struct of strings always encodes
 	return string(out)
 }

@@ -23,7 +23,7 @@ func (a *Authorizer) Authenticate(h Headers) Decision {
 	case keyBad != ReasonAllowed:
 		return d.deny(401, keyBad)
 	case sessBad != ReasonAllowed:
-		return d.deny(401, sessBad)
+		return d.deny(credentialStatus(sessBad), sessBad)
 	case d.Key == nil && d.Session == nil:
 		return d.deny(401, ReasonMissingCredential)
 	case d.Key != nil && d.Session != nil && d.Key.Tenant != d.Session.Tenant:

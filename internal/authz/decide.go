@@ -62,8 +62,9 @@ const (
 	ReasonTenantMismatch
 	ReasonOrgMismatch // a key and a session of two organizations
 	ReasonConflictingCredentials
-	ReasonRateLimited          // over a rate limit: 429
-	ReasonRateLimitUnavailable // the rate-limit store did not answer and --ratelimit-failure is closed: 503
+	ReasonRateLimited             // over a rate limit: 429
+	ReasonRateLimitUnavailable    // the rate-limit store did not answer and --ratelimit-failure is closed: 503
+	ReasonSessionStoreUnavailable // a session only the session store could verify, and it did not answer: 503
 	reasonCount
 )
 
@@ -73,7 +74,7 @@ var reasonNames = [reasonCount]string{
 	"unknown_endpoint", "no_match", "missing_credential", "malformed_credential",
 	"unknown_credential", "expired_credential", "disabled_credential", "group_denied",
 	"org_missing", "org_denied", "tenant_mismatch", "org_mismatch", "conflicting_credentials",
-	"rate_limited", "ratelimit_unavailable",
+	"rate_limited", "ratelimit_unavailable", "session_store_unavailable",
 }
 
 func (r Reason) String() string {
@@ -86,7 +87,7 @@ func (r Reason) String() string {
 // Decision is the answer to one request, as plain data.
 type Decision struct {
 	Result Result
-	Status int // HTTP status: 200, 401, 403, 429, or 503 (Unavailable, or the rate-limit store)
+	Status int // HTTP status: 200, 401, 403, 429, or 503 (Unavailable, or the rate-limit or session store)
 	Reason Reason
 	// Shadowed is true when a shadow-mode endpoint would have denied: the
 	// request is allowed and Reason says why it would not have been.
@@ -126,6 +127,7 @@ type Authorizer struct {
 	limits   limits               // counts allowed requests against the policy's rate limits (ratelimit.go)
 	lastSeen atomic.Int64         // UnixNano of a recent decision, to the millisecond
 	signed   cache.SignedVerifier // verifies signed session tokens; nil: they are unknown
+	stored   cache.StoreResolver  // resolves sessions the policy does not list (storesession.go); nil: none
 }
 
 // busyWindow is how recent a decision makes the Authorizer busy.
@@ -217,7 +219,7 @@ func (a *Authorizer) Decide(r *Request) Decision {
 	case keyBad != ReasonAllowed:
 		return d.enforce(401, keyBad)
 	case sessBad != ReasonAllowed:
-		return d.enforce(401, sessBad)
+		return d.enforce(credentialStatus(sessBad), sessBad) // 401, or 503 when the session store did not answer
 	case e.RequireKey && d.Key == nil, e.RequireSession && d.Session == nil:
 		return d.enforce(401, ReasonMissingCredential)
 	case d.Key != nil && d.Session != nil && d.Key.Tenant != d.Session.Tenant:
@@ -280,6 +282,9 @@ func (a *Authorizer) resolve(snap *policy.Snapshot, kind policy.Kind, value stri
 	id, ours, valid := apikey.Check(value)
 	if ours && !valid {
 		return nil, ReasonMalformedCredential
+	}
+	if kind == policy.KindSession && ours && a.stored != nil {
+		return a.resolveStored(snap, value, id, now) // storesession.go
 	}
 	p, _ := a.cache.Resolve(snap, cache.Key{Kind: kind, Digest: apikey.Digest(value)}, now)
 	switch {
