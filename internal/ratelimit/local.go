@@ -12,7 +12,8 @@ import (
 )
 
 // DefaultLocalSize is how many budgets the local store holds by default:
-// a million, about 250 MB at most (docs/ratelimits.md has the measurement).
+// a million, about 210 MB when every one is in use (BenchmarkLocalMemory;
+// docs/ratelimits.md).
 const DefaultLocalSize = 1_000_000
 
 // The local store keeps a token bucket (golang.org/x/time/rate.Limiter)
