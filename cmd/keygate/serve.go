@@ -167,6 +167,7 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	dlog := server.NewDecisionLog(log, mode)
 	healthState := server.NewHealth(store)
+	healthState.Report("session_issuers", func() any { return verifier.Stats() }) // key sets and JWKS fetches, never a key
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
