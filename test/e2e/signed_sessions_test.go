@@ -243,6 +243,9 @@ func TestSignedSessions(t *testing.T) {
 	if code, body := p.Admin("/metrics"); code != 200 || !strings.Contains(body, `keygate_session_jwks_fetches_total{issuer="corp-idp",result="ok"}`) {
 		t.Errorf("/metrics has no JWKS fetch counts: %d", code)
 	}
+	if code, body := p.Admin("/readyz?verbose"); code != 200 || !strings.Contains(body, `"issuer":"corp-idp"`) || !strings.Contains(body, `"kids":["k2"]`) {
+		t.Errorf("/readyz?verbose does not show the issuer's key set: %d %s", code, body)
+	}
 
 	// Revocation by session id, then signing alice out everywhere, each on
 	// a warm cache, within the file reload budget.
