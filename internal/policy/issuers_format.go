@@ -57,7 +57,6 @@ type SessionNotBefore struct {
 // it holds the set as JSON text for the verifier.
 type InlineJWKS struct {
 	JSON []byte
-	line int // where it starts in YAML, for errors about its keys
 }
 
 // UnmarshalYAML implements yaml.Unmarshaler: the set is re-encoded as JSON.
@@ -73,7 +72,7 @@ func (j *InlineJWKS) UnmarshalYAML(n *yaml.Node) error {
 	if err != nil {
 		return &yaml.TypeError{Errors: []string{fmt.Sprintf("line %d: jwks is not a JSON Web Key Set: %v", n.Line, err)}}
 	}
-	j.JSON, j.line = b, n.Line
+	j.JSON = b
 	return nil
 }
 
