@@ -82,6 +82,13 @@ endpoints:
     require: [api_key]
     groups: [sales]
     org: {from: path, name: org}
+  # One request an hour per key (ratelimit_test.go).
+  - name: limited
+    match: {path: "/limited/**"}
+    require: [api_key]
+    rate_limit: {name: one-an-hour, by: key}
+rate_limits:
+  - {name: one-an-hour, requests: 1, per: 1h}
 api_keys:
   - id: %s
     name: acme-eu sales integration
