@@ -72,6 +72,7 @@ func apiHandler(cfg *serveConfig, snaps *source.Store, decider *authz.Authorizer
 		Page:       ui.Handler(),
 		Signer:     signer,
 		Store:      st,
+		Sessions:   cfg.sessionStore.manageStore(), // sessionstore.go
 	})
 	if err != nil {
 		return nil, nil, fmt.Errorf("management API: %w", err)

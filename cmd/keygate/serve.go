@@ -60,6 +60,7 @@ type serveConfig struct {
 	api            apiFlags
 	rateLimit      rateLimitFlags
 	sessions       sessionFlags
+	sessionStore   sessionStoreFlags
 }
 
 func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
@@ -92,6 +93,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	c.api.register(fs)
 	c.rateLimit.register(fs)
 	c.sessions.register(fs)
+	c.sessionStore.register(fs)
 	return fs, c
 }
 
@@ -152,14 +154,19 @@ func serve(args []string, stderr io.Writer) error {
 	// old generations (and their principals) are not kept.
 	store.OnPublish(func(*policy.Snapshot) { creds.Reset() })
 	reg := prometheus.NewRegistry()
-	signer, verifier, err := cfg.sessions.open(cfg.api.addr != "", reg, log.Named("session"))
+	if err := cfg.sessionStore.open(reg, log.Named("session_store")); err != nil { // sessionstore.go
+		return err
+	}
+	defer cfg.sessionStore.close()
+	// With the session store on, the API makes opaque sessions: no signing key is needed.
+	signer, verifier, err := cfg.sessions.open(cfg.api.addr != "" && cfg.sessionStore.store == nil, reg, log.Named("session"))
 	if err != nil {
 		return err
 	}
 	defer verifier.Close()
 	verifier.Sync(store.Current()) // the first snapshot was published before this listener
 	store.OnPublish(verifier.Sync)
-	decider := authz.New(store, creds, authz.WithSessionVerifier(verifier), authz.WithRateLimiter(limiter, failOpen))
+	decider := authz.New(store, creds, authz.WithSessionVerifier(verifier), authz.WithRateLimiter(limiter, failOpen), cfg.sessionStore.authzOption())
 	store.YieldWhile(decider.Busy)
 	observer, err := metrics.New(reg, metrics.Config{Store: store, Cache: creds, Source: cfg.kube.sourceKind(), RateLimiter: limiter})
 	if err != nil {
@@ -168,6 +175,7 @@ func serve(args []string, stderr io.Writer) error {
 	dlog := server.NewDecisionLog(log, mode)
 	healthState := server.NewHealth(store)
 	healthState.Report("session_issuers", func() any { return verifier.Stats() }) // key sets and JWKS fetches, never a key
+	cfg.sessionStore.report(healthState)
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
@@ -259,6 +267,7 @@ func serve(args []string, stderr io.Writer) error {
 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return src.Run(gctx) })
+	g.Go(func() error { return cfg.sessionStore.watch(gctx, creds) })
 	g.Go(func() error {
 		server.ReturnMemory(gctx, budget, time.Second, func(before, after uint64) {
 			log.Debug("returned memory to the OS after a burst", zap.Uint64("held_bytes", before), zap.Uint64("now_bytes", after))

@@ -3,6 +3,7 @@ package redissessions
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -58,6 +59,9 @@ func (s *Store) observe(err error) error {
 	msg := err.Error()
 	if errors.Is(err, context.DeadlineExceeded) {
 		msg = "no answer within the timeout: " + msg
+	}
+	if !strings.Contains(msg, s.addr) {
+		msg = "redis at " + s.addr + ": " + msg // "EOF" alone says nothing
 	}
 	h.mu.Lock()
 	h.lastErr = msg
