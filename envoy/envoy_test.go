@@ -57,8 +57,9 @@ var knownFiles = map[string]struct {
 	kind string
 	port uint32
 }{
-	"envoy-grpc.yaml": {kindGRPC, 9001},
-	"envoy-http.yaml": {kindHTTP, 9002},
+	"envoy-grpc.yaml":      {kindGRPC, 9001},
+	"envoy-http.yaml":      {kindHTTP, 9002},
+	"envoy-ratelimit.yaml": {kindGRPC, 9001}, // ratelimit_test.go checks the rest
 }
 
 // Headers keygate needs from the client request.
@@ -554,7 +555,7 @@ func check(c *config, wantKind string, wantPort uint32, policyEndpoints []string
 				p.add("%q would be appended to a client-sent copy instead of replacing it", h)
 			}
 		}
-		for _, h := range []string{"www-authenticate", "content-type"} {
+		for _, h := range []string{"www-authenticate", "content-type", "retry-after", "ratelimit-policy", "ratelimit"} {
 			if ok, err := listMatches(resp.GetAllowedClientHeaders(), h); err != nil || !ok {
 				p.add("allowed_client_headers does not cover %q (%v)", h, err)
 			}

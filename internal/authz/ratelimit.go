@@ -31,6 +31,9 @@ type RateLimitState struct {
 	// applied: the endpoint's, else the key's own, else the session's own.
 	// nil when none applies.
 	Limit *policy.Limit
+	// Counted is whose budget of Limit: the key or session id, the user
+	// (within Decision.Tenant), the organization or the tenant.
+	Counted string
 	// RetryAfter and Reset are, for a 429, how long until the budget has
 	// room for one more request and until it is full again.
 	RetryAfter, Reset time.Duration
@@ -55,7 +58,7 @@ func (a *Authorizer) rateLimit(d *Decision, e *policy.Endpoint, now int64) Reaso
 	if n == 0 {
 		return ReasonAllowed
 	}
-	d.RateLimit.Limit = ls[0]
+	d.RateLimit.Limit, d.RateLimit.Counted = ls[0], bs[0].ID
 	if a.limits.limiter == nil {
 		return ReasonAllowed
 	}
@@ -68,7 +71,7 @@ func (a *Authorizer) rateLimit(d *Decision, e *policy.Endpoint, now int64) Reaso
 		}
 		return ReasonRateLimitUnavailable
 	case !v.Allowed:
-		d.RateLimit = RateLimitState{Limit: ls[v.Denied], RetryAfter: v.RetryAfter, Reset: v.Reset}
+		d.RateLimit = RateLimitState{Limit: ls[v.Denied], Counted: bs[v.Denied].ID, RetryAfter: v.RetryAfter, Reset: v.Reset}
 		return ReasonRateLimited
 	}
 	return ReasonAllowed

@@ -325,8 +325,8 @@ func TestRateLimitNoLimiter(t *testing.T) {
 	a := authz.New(&store{rlSnapshot(t, 3, 1)}, c)
 	for i := range 10 {
 		d := a.Decide(&authz.Request{Method: "GET", Path: "/search", Headers: authz.MapHeaders{"authorization": "Bearer " + limitedKey}})
-		if d.Result != authz.Allow || d.RateLimit.Limit == nil || d.RateLimit.Limit.Name != "search" {
-			t.Fatalf("request %d: %d %v %+v", i+1, d.Status, d.Reason, d.RateLimit)
+		if d.Result != authz.Allow || d.RateLimit.Limit == nil || d.RateLimit.Limit.Name != "search" || d.RateLimit.Counted != "bot" || d.Tenant != "acme" {
+			t.Fatalf("request %d: %d %v %+v, want the search limit counted by user acme/bot", i+1, d.Status, d.Reason, d.RateLimit)
 		}
 	}
 }

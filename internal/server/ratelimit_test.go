@@ -97,7 +97,7 @@ func TestRateLimitGRPC(t *testing.T) {
 		got = append(got, readGRPCAnswer(t, resp))
 	}
 	for i, a := range got[:2] {
-		if a.code != codes.OK || a.status != 200 || a.metadata["rate_limit"] != "standard" {
+		if a.code != codes.OK || a.status != 200 || a.metadata["rate_limit"] != "standard" || a.metadata["rate_limit_id"] != "k1" || a.metadata["tenant"] != "acme" {
 			t.Errorf("request %d: %v %d, metadata %v; want OK naming the limit", i+1, a.code, a.status, a.metadata)
 		}
 	}
@@ -115,7 +115,7 @@ func TestRateLimitGRPC(t *testing.T) {
 	if a.body["error"] != "rate_limited" || a.body["decision_id"] == "" {
 		t.Errorf("body %v", a.body)
 	}
-	if a.metadata["rate_limit"] != "standard" || a.metadata["reason"] != "rate_limited" || a.metadata["user"] != "" {
+	if a.metadata["rate_limit"] != "standard" || a.metadata["rate_limit_id"] != "k1" || a.metadata["reason"] != "rate_limited" || a.metadata["user"] != "" {
 		t.Errorf("metadata %v: want rate_limit and reason, and no identity on a denial", a.metadata)
 	}
 }

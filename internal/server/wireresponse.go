@@ -112,8 +112,9 @@ func appendDenied(dst []byte, d *authz.Decision, id string) []byte {
 
 // The dynamic metadata is the decision keyed by the identity header names
 // without their prefix (user, tenant, key-id, ...), then reason, decision_id,
-// rate_limit (the name of the limit that applied, or that a 429 exceeded)
-// and shadow_denied. Envoy puts it under the filter's namespace, for access
+// rate_limit and rate_limit_id (the limit that applied, or that a 429
+// exceeded, and whose budget it counts: for Envoy's rate limit service, with
+// tenant) and shadow_denied. Envoy puts it under the filter's namespace, for access
 // logs and rate-limit descriptors:
 // %DYNAMIC_METADATA(envoy.filters.http.ext_authz:user)%. Should two entries
 // share a key, the later wins, on the wire as in a map.
@@ -129,7 +130,7 @@ func sizeMetadata(d *authz.Decision, set []authz.Header, id string) int {
 		n += sizeStringEntry("decision_id", id)
 	}
 	if l := d.RateLimit.Limit; l != nil {
-		n += sizeStringEntry("rate_limit", l.Name)
+		n += sizeStringEntry("rate_limit", l.Name) + sizeStringEntry("rate_limit_id", d.RateLimit.Counted)
 	}
 	if d.Shadowed {
 		n += sizeMessage(structFields, sizeStringField(entryKey, "shadow_denied")+sizeMessage(entryValue, 2))
@@ -149,6 +150,7 @@ func appendMetadata(dst []byte, size int, d *authz.Decision, set []authz.Header,
 	}
 	if l := d.RateLimit.Limit; l != nil {
 		dst = appendStringEntry(dst, "rate_limit", l.Name)
+		dst = appendStringEntry(dst, "rate_limit_id", d.RateLimit.Counted)
 	}
 	if d.Shadowed {
 		dst = appendMessageHeader(dst, structFields, sizeStringField(entryKey, "shadow_denied")+sizeMessage(entryValue, 2))
