@@ -145,8 +145,11 @@ func (a *API) revokeSession(c *Call) (int, any, error) {
 			return status, body, err
 		}
 	}
+	// The entry names the caller's tenant: a sign-in credential revokes its
+	// own tenant's sessions, never another's with the same id.
+	d := &c.Decision
 	snap := c.Snapshot()
-	if snap.SessionRevoked(id) {
+	if snap.SessionRevoked(d.Tenant, id) {
 		return http.StatusOK, revokedSession{ID: id, State: "revoked"}, nil
 	}
 	if a.cfg.Store == nil {
@@ -155,9 +158,8 @@ func (a *API) revokeSession(c *Call) (int, any, error) {
 	// Every token keygate issued under the current maximum has expired by
 	// then, with the verifier's leeway: the entry can go after that.
 	until := policy.Timestamp{Time: a.cfg.Now().UTC().Add(snap.Management.MaxSessionTTL + session.Leeway).Truncate(time.Second).Add(time.Second)}
-	d := &c.Decision
 	err := a.cfg.Store.Update(c.R.Context(), store.Scope{Tenant: d.Tenant, Org: d.Org}, func(tx *store.Tx) error {
-		return tx.Doc.AddRevokedSession(policy.RevokedSession{ID: id, Until: &until})
+		return tx.Doc.AddRevokedSession(policy.RevokedSession{ID: id, Tenant: d.Tenant, Until: &until})
 	})
 	if err != nil {
 		return 0, nil, err

@@ -55,7 +55,7 @@ func (i *Issuer) KeySource() string {
 type signedSessions struct {
 	issuers   []*Issuer
 	byIss     map[string]*Issuer
-	revoked   map[string]struct{}
+	revoked   map[[2]string]struct{} // {id, tenant}; tenant "" revokes the id in every tenant
 	notBefore map[[2]string]time.Time // {tenant, user} -> the latest "before"
 	tenants   map[string]bool
 	groupIdx  map[string]int
@@ -79,13 +79,17 @@ func (s *Snapshot) IssuerOf(iss string) *Issuer {
 	return s.signed.byIss[iss]
 }
 
-// SessionRevoked reports whether revoked_sessions lists the session id.
-func (s *Snapshot) SessionRevoked(id string) bool {
+// SessionRevoked reports whether revoked_sessions lists the session id for
+// the tenant's sessions: an entry naming that tenant, or one naming none.
+func (s *Snapshot) SessionRevoked(tenant, id string) bool {
 	if s.signed == nil || id == "" {
 		return false
 	}
-	_, ok := s.signed.revoked[id]
-	return ok
+	if _, ok := s.signed.revoked[[2]string{id, ""}]; ok {
+		return true
+	}
+	_, ok := s.signed.revoked[[2]string{id, tenant}]
+	return ok && tenant != ""
 }
 
 // SignedOutBefore returns the time before which the user's signed sessions
@@ -143,7 +147,7 @@ func (s *Snapshot) SignedSession(c SignedClaims) (*Principal, error) {
 	gs.header = strings.Join(gs.names, ",")
 	p := &Principal{Kind: KindSession, ID: c.ID, User: c.User, Tenant: c.Tenant, Org: c.Org, groups: gs,
 		expiresUnix: expiryNanos(c.ExpiresAt)}
-	if s.SessionRevoked(c.ID) {
+	if s.SessionRevoked(c.Tenant, c.ID) {
 		p.Disabled = true
 	} else if before := s.SignedOutBefore(c.Tenant, c.User); !before.IsZero() && (c.IssuedAt.IsZero() || c.IssuedAt.Before(before)) {
 		p.Disabled = true
@@ -154,7 +158,7 @@ func (s *Snapshot) SignedSession(c SignedClaims) (*Principal, error) {
 // signedSessions compiles session_issuers, revoked_sessions and
 // sessions_not_before of every fragment.
 func (c *compiler) signedSessions(frags []*Fragment, tenants map[string]bool, groupIdx map[string]int, ngroups int) *signedSessions {
-	ss := &signedSessions{byIss: map[string]*Issuer{}, revoked: map[string]struct{}{},
+	ss := &signedSessions{byIss: map[string]*Issuer{}, revoked: map[[2]string]struct{}{},
 		notBefore: map[[2]string]time.Time{}, tenants: tenants, groupIdx: groupIdx, ngroups: ngroups}
 	for _, f := range frags {
 		for i := range f.Doc.SessionIssuers {
@@ -170,7 +174,11 @@ func (c *compiler) signedSessions(frags []*Fragment, tenants map[string]bool, gr
 				c.errorf(l.at("id"), "id %q must be a session id (sid or jti): 1 to 253 printable characters without spaces", r.ID)
 				continue
 			}
-			ss.revoked[r.ID] = struct{}{}
+			if r.Tenant != "" && !tenants[r.Tenant] {
+				c.errorf(l.at("tenant"), "tenant %q is not declared under tenants", r.Tenant)
+				continue
+			}
+			ss.revoked[[2]string{r.ID, r.Tenant}] = struct{}{}
 		}
 		for i, n := range f.Doc.SessionsNotBefore {
 			l := loc{f: f}.at("sessions_not_before", i)

@@ -38,11 +38,13 @@ type ClaimNames struct {
 var DefaultClaimNames = ClaimNames{User: "sub", Tenant: "tid", Org: "org", Groups: "groups", SessionID: "sid"}
 
 // RevokedSession refuses every signed session token whose session id (sid,
-// else jti) is ID. The entry can go once Until (the token's expiry) has
-// passed.
+// else jti) is ID, of tenant Tenant when it is set (the management API
+// always sets it: a caller revokes its own tenant's sessions only). The
+// entry can go once Until (the token's expiry) has passed.
 type RevokedSession struct {
-	ID    string     `yaml:"id" json:"id"`
-	Until *Timestamp `yaml:"until" json:"until"`
+	ID     string     `yaml:"id" json:"id"`
+	Tenant string     `yaml:"tenant" json:"tenant"`
+	Until  *Timestamp `yaml:"until" json:"until"`
 }
 
 // SessionNotBefore signs a user out everywhere: their signed session tokens

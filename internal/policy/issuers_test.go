@@ -13,7 +13,7 @@ import (
 func TestSessionIssuersCompile(t *testing.T) {
 	yamlText := `version: 1
 groups: [{name: sales}]
-tenants: [{id: acme, orgs: [acme-eu]}]
+tenants: [{id: acme, orgs: [acme-eu]}, {id: globex}]
 session_issuers:
   - name: corp-idp
     issuer: https://idp.example.com
@@ -31,17 +31,18 @@ session_issuers:
     tenant: acme
 revoked_sessions:
   - {id: s_2V9KXq, until: 2026-12-02T08:00:00Z}
+  - {id: s_acme1, tenant: acme, until: 2026-12-02T08:00:00Z}
 sessions_not_before:
   - {tenant: acme, user: alice, before: 2026-12-01T10:00:00Z}
   - {tenant: acme, user: alice, before: 2026-11-01T10:00:00Z}
 `
-	jsonText := `{"version": 1, "groups": [{"name": "sales"}], "tenants": [{"id": "acme", "orgs": ["acme-eu"]}],
+	jsonText := `{"version": 1, "groups": [{"name": "sales"}], "tenants": [{"id": "acme", "orgs": ["acme-eu"]}, {"id": "globex"}],
  "session_issuers": [
   {"name": "corp-idp", "issuer": "https://idp.example.com", "audiences": ["api.example.com"],
    "jwks": {"keys": [{"kty": "OKP", "crv": "Ed25519", "kid": "k1", "x": "11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo"}]},
    "groups_map": {"idp-sales-team": "sales"}, "claims": {"user": "email"}, "max_ttl": "24h"},
   {"name": "app", "issuer": "https://auth.acme.test", "audiences": ["api"], "jwks_url": "http://auth.acme.test/keys", "tenant": "acme"}],
- "revoked_sessions": [{"id": "s_2V9KXq", "until": "2026-12-02T08:00:00Z"}],
+ "revoked_sessions": [{"id": "s_2V9KXq", "until": "2026-12-02T08:00:00Z"}, {"id": "s_acme1", "tenant": "acme", "until": "2026-12-02T08:00:00Z"}],
  "sessions_not_before": [{"tenant": "acme", "user": "alice", "before": "2026-12-01T10:00:00Z"}, {"tenant": "acme", "user": "alice", "before": "2026-11-01T10:00:00Z"}]}`
 	var snaps []*Snapshot
 	for _, in := range []Input{{Name: "p.yaml", Data: []byte(yamlText)}, {Name: "p.json", Data: []byte(jsonText)}} {
@@ -67,7 +68,10 @@ sessions_not_before:
 		if app := s.IssuerOf("https://auth.acme.test"); app.Tenant != "acme" || app.JWKSURL == "" || app.JWKS != nil || app.KeySource() == is.KeySource() {
 			t.Errorf("snapshot %d: %+v", i, app)
 		}
-		if !s.SessionRevoked("s_2V9KXq") || s.SessionRevoked("s_other") || s.SessionRevoked("") {
+		// An entry without a tenant revokes the id everywhere; one with a
+		// tenant (what the management API writes) only that tenant's.
+		if !s.SessionRevoked("globex", "s_2V9KXq") || s.SessionRevoked("acme", "s_other") || s.SessionRevoked("acme", "") ||
+			!s.SessionRevoked("acme", "s_acme1") || s.SessionRevoked("globex", "s_acme1") || s.SessionRevoked("", "s_acme1") {
 			t.Errorf("snapshot %d: revoked_sessions", i)
 		}
 		// The latest sign-out of a user wins.

@@ -13,7 +13,11 @@ func (d *Doc) AddRevokedSession(r policy.RevokedSession) error {
 		func(doc *policy.Document) error { doc.RevokedSessions = append(doc.RevokedSessions, r); return nil },
 		func(t *text, root *yaml.Node) error {
 			return addItem(t, root, "revoked_sessions", func(flow bool) []field {
-				return addTime([]field{{"id", scalar(r.ID, flow)}}, "until", r.Until)
+				fs := []field{{"id", scalar(r.ID, flow)}}
+				if r.Tenant != "" {
+					fs = append(fs, field{"tenant", scalar(r.Tenant, flow)})
+				}
+				return addTime(fs, "until", r.Until)
 			})
 		})
 }

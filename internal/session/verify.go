@@ -370,7 +370,7 @@ func (v *Verifier) verify(snap *policy.Snapshot, token string, now int64, explai
 	}
 	r.Principal, r.Refusal = p, Verified
 	switch {
-	case snap.SessionRevoked(sc.ID):
+	case snap.SessionRevoked(sc.Tenant, sc.ID):
 		r.Why = fmt.Sprintf("session %s is listed under revoked_sessions", quoteClaim(sc.ID))
 	case p.Disabled:
 		r.Why = fmt.Sprintf("user %s of tenant %s was signed out everywhere at %s (sessions_not_before)", quoteClaim(sc.User), quoteClaim(sc.Tenant),

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"text/template"
@@ -175,6 +176,22 @@ func TestSessionsAPI(t *testing.T) {
 	}
 	if a := c.do("DELETE", "/v1/sessions/"+id, bearer(w.Plain), nil); a.Status != 403 {
 		t.Errorf("revoke by a key that may not: %d %s", a.Status, a.Body)
+	}
+
+	// Another tenant's sign-in service cannot revoke acme's session by
+	// naming its id: its entry is for its own tenant only.
+	if a := c.do("DELETE", "/v1/sessions/"+id, bearer(w.GlobexSignIn), nil); a.Status != 200 {
+		t.Fatalf("revoke by another tenant: %d %s", a.Status, a.Body)
+	}
+	if f, err := policy.Parse(path, must(os.ReadFile(path))); err != nil {
+		t.Fatal(err)
+	} else if !slices.ContainsFunc(f.Doc.RevokedSessions, func(r policy.RevokedSession) bool { return r.ID == id && r.Tenant == "globex" }) {
+		t.Fatalf("the revocation does not name the caller's tenant: %+v", f.Doc.RevokedSessions)
+	}
+	for deadline := time.Now().Add(600 * time.Millisecond); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if code, _ := sessionCheck(t, grpcc, "acme-eu", tok); code != codes.OK {
+			t.Fatalf("globex's revocation of id %s refused acme's session: %v", id, code)
+		}
 	}
 
 	// Revoked: written to the policy file, refused within the reload
