@@ -302,3 +302,69 @@ func TestManifestsContent(t *testing.T) {
 		t.Errorf("the example ConfigMap does not compile: %v", err)
 	}
 }
+
+// TestManifestsSessionKeys renders k8s/ with the session-keys component:
+// the API Deployment mounts the signing key's Secret and signs with it; the
+// ext_authz replicas mount only the public key's ConfigMap and verify with
+// it, never the Secret; the result passes a server-side dry run.
+func TestManifestsSessionKeys(t *testing.T) {
+	c := needCluster(t)
+	ns := c.namespace(t, "session-keys")
+	dir := overlay(t, ns)
+	comp, err := filepath.Rel(dir, filepath.Join(repoRoot, "k8s", "components", "session-keys"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	kust := filepath.Join(dir, "kustomization.yaml")
+	text, err := os.ReadFile(kust)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(kust, append(text, []byte("components:\n  - "+comp+"\n")...), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := c.kubectl("kustomize", dir)
+	if err != nil {
+		t.Fatalf("kubectl kustomize: %v\n%s", err, out)
+	}
+	strict := serializer.NewCodecFactory(scheme.Scheme, serializer.EnableStrict).UniversalDeserializer()
+	deploys := map[string]*appsv1.Deployment{}
+	for _, doc := range regexp.MustCompile(`(?m)^---$`).Split(out, -1) {
+		obj, _, err := strict.Decode([]byte(doc), nil, nil)
+		if err != nil {
+			t.Fatalf("decode: %v\n%s", err, doc)
+		}
+		if d, ok := obj.(*appsv1.Deployment); ok {
+			deploys[d.Name] = d
+		}
+	}
+	mounts := func(d *appsv1.Deployment) (secrets, configMaps []string, args []string) {
+		for _, v := range d.Spec.Template.Spec.Volumes {
+			if v.Secret != nil {
+				secrets = append(secrets, v.Secret.SecretName)
+			}
+			if v.ConfigMap != nil {
+				configMaps = append(configMaps, v.ConfigMap.Name)
+			}
+		}
+		return secrets, configMaps, d.Spec.Template.Spec.Containers[0].Args
+	}
+	api, authz := deploys["keygate-api"], deploys["keygate"]
+	if api == nil || authz == nil {
+		t.Fatalf("deployments %v", deploys)
+	}
+	s, _, args := mounts(api)
+	if !slices.Equal(s, []string{"keygate-session-signing-key"}) || !slices.Contains(args, "--session-signing-key=/etc/keygate/session/signing-key.pem") {
+		t.Errorf("the API: secrets %v, args %q; want the signing key mounted and used", s, args)
+	}
+	if sc := api.Spec.Template.Spec.SecurityContext; sc == nil || sc.FSGroup == nil || *sc.FSGroup != *sc.RunAsGroup {
+		t.Errorf("the API's fsGroup must be keygate's group, so that it can read the 0440 key: %+v", sc)
+	}
+	s, cms, args := mounts(authz)
+	if len(s) != 0 || !slices.Equal(cms, []string{"keygate-session-verify-key"}) || !slices.Contains(args, "--session-verify-key=/etc/keygate/session/verify-key.pem") {
+		t.Errorf("ext_authz: secrets %v, configmaps %v, args %q; want the public key only", s, cms, args)
+	}
+	if out, err := c.kubectl("apply", "--dry-run=server", "-k", dir); err != nil {
+		t.Fatalf("server-side dry run: %v\n%s", err, out)
+	}
+}
