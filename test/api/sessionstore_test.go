@@ -4,6 +4,8 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -424,7 +426,8 @@ func TestSessionStoreOutage(t *testing.T) {
 		t.Fatalf("keygen: %s", r.Out)
 	}
 	a := replica(t, "keygate-a", path, rs, true)
-	b := replica(t, "keygate-b", path, rs, false, "--session-verify-key", keyFile+".pub")
+	b := harness.Serve(t, harness.Options{Name: "keygate-b", HTTP: true, Args: []string{"--policy", path, "--session-store", rs.URL(),
+		"--decision-log", "denied", "--session-verify-key", keyFile + ".pub"}})
 	c := newClient(t, a.APIAddr)
 	gb := dial(t, b.GRPCAddr)
 	signed := issueSigned(t, keyFile, "--user", "sam", "--tenant", "acme", "--org", "acme-eu", "--groups", "sales")
@@ -455,6 +458,19 @@ func TestSessionStoreOutage(t *testing.T) {
 	for range 20 { // never allowed, never another code, however often asked
 		if code := codes.Code(checkResponse(t, gb, "acme-eu", tok, "").GetStatus().GetCode()); code != codes.PermissionDenied {
 			t.Fatalf("with Redis down the stored session answered %v", code)
+		}
+	}
+	// The same over ext_authz HTTP: a 503 (Envoy's http_service denies
+	// anything but 200).
+	hreq, _ := http.NewRequest("GET", "http://"+b.HTTPAddr+"/orgs/acme-eu/sales/q1", nil)
+	hreq.Header.Set("Session", tok)
+	if hresp, err := http.DefaultClient.Do(hreq); err != nil {
+		t.Errorf("ext_authz HTTP: %v", err)
+	} else {
+		hbody, _ := io.ReadAll(hresp.Body)
+		hresp.Body.Close()
+		if hresp.StatusCode != 503 || !strings.Contains(string(hbody), `"error":"unavailable"`) {
+			t.Errorf("ext_authz HTTP with Redis down: %d %s, want 503 unavailable", hresp.StatusCode, hbody)
 		}
 	}
 	if _, err := b.Out.WaitLine(5*time.Second, `"msg":"decision"`, `"reason":"session_store_unavailable"`); err != nil {
