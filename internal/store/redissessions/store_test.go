@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/keygate/keygate/internal/apikey"
@@ -378,4 +379,21 @@ func metricValue(t testing.TB, g prometheus.Gatherer, name string, labels ...str
 	}
 	t.Fatalf("no series %s%v", name, labels)
 	return 0
+}
+
+// TestMetricNames: the store's series follow Prometheus' conventions.
+func TestMetricNames(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	s, err := redissessions.Open("redis://127.0.0.1:1/0", redissessions.Options{Registerer: reg})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	problems, err := testutil.GatherAndLint(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range problems {
+		t.Errorf("%s: %s", p.Metric, p.Text)
+	}
 }
