@@ -67,7 +67,7 @@ func keysCmd(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 
 // keyFlags are the scope and metadata flags of create and import.
 type keyFlags struct {
-	tenant, org, groups, user, name, env, expires string
+	tenant, org, groups, user, name, env, expires, rateLimit string
 }
 
 func (k *keyFlags) register(c *command) {
@@ -78,6 +78,7 @@ func (k *keyFlags) register(c *command) {
 	c.fs.StringVar(&k.name, "name", "", "a name for people")
 	c.fs.StringVar(&k.env, "env", "", "environment tag, e.g. production")
 	c.fs.StringVar(&k.expires, "expires", "", "expiry: a lifetime (90d, 36h) or an RFC 3339 time (default: never)")
+	c.fs.StringVar(&k.rateLimit, "rate-limit", "", "the key's own rate limit: a name under the policy's rate_limits (default: none)")
 }
 
 // entry builds the api_keys entry for id; the caller fills Hash.
@@ -89,7 +90,7 @@ func (k *keyFlags) entry(c *command, id string, t time.Time) (policy.APIKey, err
 		return policy.APIKey{}, c.fail("--name, --env and --user must be one line")
 	}
 	e := policy.APIKey{ID: id, Name: k.name, Tenant: k.tenant, Org: k.org, User: k.user,
-		Groups: listFlag(k.groups), Environment: k.env, CreatedAt: timestamp(t)}
+		Groups: listFlag(k.groups), Environment: k.env, CreatedAt: timestamp(t), RateLimit: k.rateLimit}
 	if e.User == "" {
 		e.User = id
 	}
@@ -118,11 +119,14 @@ func describe(e keys.Key) string {
 	if e.ExpiresAt != nil {
 		fmt.Fprintf(&b, ", expires %s", e.ExpiresAt.Format(time.RFC3339))
 	}
+	if e.RateLimit != "" {
+		fmt.Fprintf(&b, ", rate limit %s", e.RateLimit)
+	}
 	return b.String()
 }
 
 func keysCreate(args []string, stdout, stderr io.Writer) error {
-	c := newCommand("keygate keys create", "keygate keys create --tenant T [--org O] [--groups a,b] [--user U] [--name N] [--env E] [--expires 90d] [--policy FILE|DIR | --kube-namespace NS --kube-selector LABELS]", stderr)
+	c := newCommand("keygate keys create", "keygate keys create --tenant T [--org O] [--groups a,b] [--user U] [--name N] [--env E] [--expires 90d] [--rate-limit NAME] [--policy FILE|DIR | --kube-namespace NS --kube-selector LABELS]", stderr)
 	var kf keyFlags
 	kf.register(c)
 	var sf storeFlags
@@ -164,7 +168,7 @@ func keysCreateIn(c *command, kf *keyFlags, sf *storeFlags, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	nk := keys.NewKey{Name: e.Name, Groups: e.Groups, User: kf.user, Environment: e.Environment}
+	nk := keys.NewKey{Name: e.Name, Groups: e.Groups, User: kf.user, Environment: e.Environment, RateLimit: e.RateLimit}
 	if e.ExpiresAt != nil {
 		nk.ExpiresAt = &e.ExpiresAt.Time
 	}
@@ -186,7 +190,7 @@ func keysCreateIn(c *command, kf *keyFlags, sf *storeFlags, stdout, stderr io.Wr
 }
 
 func keysImport(args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	c := newCommand("keygate keys import", "keygate keys import --tenant T [--org O] [--groups a,b] [--user U] [--name N] [--env E] [--expires 90d] [--policy FILE|DIR] < keys.txt", stderr)
+	c := newCommand("keygate keys import", "keygate keys import --tenant T [--org O] [--groups a,b] [--user U] [--name N] [--env E] [--expires 90d] [--rate-limit NAME] [--policy FILE|DIR] < keys.txt", stderr)
 	var kf keyFlags
 	kf.register(c)
 	var sf storeFlags

@@ -79,12 +79,13 @@ type Key struct {
 	ExpiresAt   *time.Time `json:"expires_at"`
 	State       string     `json:"state"`
 	CreatedBy   string     `json:"created_by"`
+	RateLimit   string     `json:"rate_limit,omitempty"` // its own rate limit, a name under rate_limits
 }
 
 // FromPolicy describes the api_keys entry k as it stands at now.
 func FromPolicy(k policy.APIKey, now time.Time) Key {
 	out := Key{ID: k.ID, Name: k.Name, Tenant: k.Tenant, Org: k.Org, User: k.User,
-		Groups: append([]string{}, k.Groups...), Environment: k.Environment, CreatedBy: k.CreatedBy, State: state(k, now)}
+		Groups: append([]string{}, k.Groups...), Environment: k.Environment, CreatedBy: k.CreatedBy, RateLimit: k.RateLimit, State: state(k, now)}
 	if k.CreatedAt != nil {
 		t := k.CreatedAt.UTC()
 		out.CreatedAt = &t
@@ -118,6 +119,9 @@ type NewKey struct {
 	User        string
 	Environment string
 	ExpiresAt   *time.Time
+	// RateLimit names the key's own budget under the policy's rate_limits;
+	// "" none. Any caller may choose one: a key without is unlimited.
+	RateLimit string
 }
 
 // Created is a new key and its secret, which is shown this once.

@@ -141,6 +141,12 @@ func entry(snap *policy.Snapshot, a Actor, k NewKey, now time.Time) (policy.APIK
 		}
 		e.ExpiresAt = &policy.Timestamp{Time: at}
 	}
+	if k.RateLimit != "" {
+		if snap.RateLimit(k.RateLimit) == nil {
+			return e, invalid("rate limit %q is not declared under rate_limits", k.RateLimit)
+		}
+		e.RateLimit = k.RateLimit
+	}
 	e.CreatedAt = &policy.Timestamp{Time: now}
 	e.CreatedBy = a.User()
 	return e, nil

@@ -238,7 +238,8 @@ func (s *Service) RotateKey(ctx context.Context, a Actor, scope store.Scope, id 
 			return err
 		}
 		succ = policy.APIKey{ID: newID, Name: old.Name, Hash: hash, Tenant: old.Tenant, Org: old.Org, User: old.User,
-			Groups: old.Groups, Environment: old.Environment, CreatedAt: &policy.Timestamp{Time: now}, CreatedBy: a.User()}
+			Groups: old.Groups, Environment: old.Environment, CreatedAt: &policy.Timestamp{Time: now}, CreatedBy: a.User(),
+			RateLimit: old.RateLimit} // a rotated key keeps its budget
 		switch {
 		case newExpiry != nil:
 			succ.ExpiresAt = newExpiry

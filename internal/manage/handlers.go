@@ -33,6 +33,7 @@ type createRequest struct {
 	Environment string   `json:"environment"`
 	ExpiresIn   string   `json:"expires_in"`
 	ExpiresAt   string   `json:"expires_at"`
+	RateLimit   string   `json:"rate_limit"`
 }
 
 // created is a new key with its secret, shown this once.
@@ -45,7 +46,7 @@ func (a *API) createKey(c *Call) (int, any, error) {
 	if err := DecodeBody(c.R, &req, false); err != nil {
 		return 0, nil, err
 	}
-	nk := keys.NewKey{Name: req.Name, Groups: req.Groups, User: req.User, Environment: req.Environment}
+	nk := keys.NewKey{Name: req.Name, Groups: req.Groups, User: req.User, Environment: req.Environment, RateLimit: req.RateLimit}
 	switch {
 	case req.ExpiresIn != "" && req.ExpiresAt != "":
 		return 0, nil, Invalid("give expires_in or expires_at, not both")

@@ -22,6 +22,7 @@ func apiKeyFields(k policy.APIKey, flow bool) []field {
 	fs = addTime(fs, "created_at", k.CreatedAt)
 	fs = addString(fs, "created_by", k.CreatedBy, flow)
 	fs = addTime(fs, "expires_at", k.ExpiresAt)
+	fs = addString(fs, "rate_limit", k.RateLimit, flow)
 	if k.Disabled {
 		fs = append(fs, field{"disabled", "true"})
 	}
@@ -35,6 +36,7 @@ func sessionFields(s policy.Session, flow bool) []field {
 	fs = addString(fs, "org", s.Org, flow)
 	fs = addList(fs, "groups", s.Groups)
 	fs = addTime(fs, "expires_at", s.ExpiresAt)
+	fs = addString(fs, "rate_limit", s.RateLimit, flow)
 	if s.Disabled {
 		fs = append(fs, field{"disabled", "true"})
 	}
