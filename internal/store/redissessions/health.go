@@ -52,8 +52,8 @@ func (s *Store) observe(err error) error {
 		}
 		return err
 	}
-	if errors.Is(err, ErrUnavailable) {
-		return err
+	if errors.Is(err, ErrUnavailable) || errors.Is(err, context.Canceled) {
+		return err // not news of Redis: known already, or the caller gave up
 	}
 	h.retryAt.Store(time.Now().Add(retryEvery).UnixNano())
 	msg := err.Error()

@@ -397,3 +397,18 @@ func TestMetricNames(t *testing.T) {
 		t.Errorf("%s: %s", p.Metric, p.Text)
 	}
 }
+
+// TestCanceledIsNotDown: a management call its client abandoned fails,
+// but says nothing about Redis: the store stays up.
+func TestCanceledIsNotDown(t *testing.T) {
+	r := startRedis(t)
+	s := open(t, r, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.List(ctx, "acme", "alice"); err == nil {
+		t.Fatal("a canceled call succeeded")
+	}
+	if st := s.Status(); !st.Up {
+		t.Errorf("a canceled call marked the store down: %+v", st)
+	}
+}
