@@ -4,9 +4,11 @@
 # (rate limits and server-side sessions) and chromium (the key page, driven by
 # chromedp) from Debian's packages, and kube-apiserver + kubectl built from the
 # k8s.io/kubernetes Go module (cached in ~/.cache/keygate; a cold build takes
-# about 8 minutes and 2 GB of memory, a cached one a second).
-# KEYGATE_SKIP_PROXIES=1 / KEYGATE_SKIP_KUBE=1 / KEYGATE_SKIP_BROWSER=1 skip
-# those suites and their installs.
+# about 8 minutes and 2 GB of memory, a cached one a second), and
+# zitadel/oidc's example OpenID provider built from its Go module (the same
+# cache; about a minute cold).
+# KEYGATE_SKIP_PROXIES=1 / KEYGATE_SKIP_KUBE=1 / KEYGATE_SKIP_BROWSER=1 /
+# KEYGATE_SKIP_OIDC=1 skip those suites and their installs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -50,4 +52,7 @@ fi
 
 if [ "${KEYGATE_SKIP_KUBE:-}" != 1 ]; then
 	bash hack/build-kube.sh
+fi
+if [ "${KEYGATE_SKIP_OIDC:-}" != 1 ]; then
+	bash hack/build-zitadel-op.sh
 fi

@@ -11,8 +11,8 @@
 // refuse to start) under the same rules; Memory reads a process's RSS and its peak.
 // KEYGATE_TEST_RACE=1 builds keygate with -race (RaceBuild).
 //
-// Real components: Nginx, and KubeCluster (etcd and kube-apiserver, shared by
-// a suite). They install nothing (hack/test-deps.sh does): without their
+// Real components: Nginx, Redis, ZitadelOP (an OpenID provider whose login
+// Login drives), and KubeCluster (etcd and kube-apiserver, shared by a suite). They install nothing (hack/test-deps.sh does): without their
 // binary a test is skipped, or fails under CI=true (Missing). StartProcess,
 // Retry and the readiness probes (TCPReady, HTTPReady) run any other.
 //
