@@ -16,12 +16,12 @@ run: build
 	@mkdir -p .run; [ -f .run/policy.yaml ] || cp examples/policy.yaml .run/policy.yaml
 	$(BIN) serve --policy .run/policy.yaml --api-addr :9004 --log-format console
 
-## test: install what the tests need (hack/test-deps.sh), vet, then every test (unit, end-to-end against the built binary and real nginx, Caddy and kube-apiserver, fuzz seed corpora) with the race detector
+## test: install what the tests need (hack/test-deps.sh), vet, then every test (unit, end-to-end against the built binary and real nginx, Caddy, kube-apiserver, Redis, chromium and an OpenID provider, fuzz seed corpora) with the race detector
 test: test-deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
 
-## test-deps: nginx, Caddy, etcd from Debian and kube-apiserver from its Go module (cached), when missing
+## test-deps: nginx, Caddy, etcd, redis-server, chromium from Debian; kube-apiserver and zitadel's example OpenID provider from their Go modules (cached), when missing
 test-deps:
 	bash hack/test-deps.sh
 
