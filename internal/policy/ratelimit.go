@@ -24,10 +24,11 @@ type EndpointRateLimit struct {
 // Bounds of a limit. per is a whole number of seconds because the
 // rate-limit headers count in seconds.
 const (
-	MinRateLimitPer      = time.Second
-	MaxRateLimitPer      = 24 * time.Hour
-	MaxRateLimitRequests = 1_000_000_000
-	maxRateLimits        = math.MaxUint16 // a principal names its limit in 16 bits
+	MinRateLimitPer       = time.Second
+	MaxRateLimitPer       = 24 * time.Hour
+	MaxRateLimitRequests  = 1_000_000_000
+	MaxRateLimitPerSecond = 1_000_000      // a request at least every microsecond: what the stores count precisely
+	maxRateLimits         = math.MaxUint16 // a principal names its limit in 16 bits
 )
 
 // RateLimitBy says whose budget an endpoint's limit counts a request in.
@@ -111,6 +112,10 @@ func (c *compiler) rateLimits(s *Snapshot, frags []*Fragment) {
 				ok = false
 			}
 			var per time.Duration
+			if ok && rl.Per != nil && rl.Per.Duration >= MinRateLimitPer && float64(rl.Requests) > rl.Per.Seconds()*MaxRateLimitPerSecond {
+				c.errorf(l.at("requests"), "%d requests per %s is more than %d a second, more than keygate counts", rl.Requests, rl.Per.Duration, MaxRateLimitPerSecond)
+				ok = false
+			}
 			switch {
 			case rl.Per == nil:
 				c.errorf(l.at("per"), "per is required: the period the requests are counted over, from 1s to 24h")

@@ -28,6 +28,7 @@ func init() {
 		{"ratelimit_per_missing.bad.yaml", 4, "rate_limits[0].per", "per is required"},
 		{"ratelimit_per_bad.bad.yaml", 6, "", `"a minute" is not a duration such as 30s, 15m, 24h or 7d`},
 		{"ratelimit_requests_zero.bad.yaml", 5, "rate_limits[0].requests", "requests must be between 1 and 1000000000, not 0"},
+		{"ratelimit_rate_too_high.bad.yaml", 5, "rate_limits[0].requests", "2000000 requests per 1s is more than 1000000 a second"},
 		{"ratelimit_dup.bad.yaml", 5, "rate_limits[1]", `duplicate rate limit "standard" (first defined at testdata/bad/ratelimit_dup.bad.yaml:4)`},
 	}...)
 }

@@ -17,7 +17,10 @@ import (
 // would be full again. With N requests per period P, each request moves
 // the TAT on by the interval I = P/N; a request is allowed when the TAT it
 // would set is at most P ahead of now, so N requests fit at once and one
-// more every I after. It gives the same answers as a token bucket of N
+// more every I after. Times are microseconds since 2025-01-01 (Lua numbers
+// are doubles: counted from 1970 they would keep a quarter of a
+// microsecond, from 2025 a few nanoseconds for decades to come); the policy
+// keeps I at 1 µs or more. It gives the same answers as a token bucket of N
 // tokens refilled one every I (the local store).
 //
 // One script does a request's whole decision atomically, in one round
@@ -33,7 +36,7 @@ import (
 // room for one request and until it is full, in microseconds.
 const gcraScript = `
 local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local now = (tonumber(t[1]) - 1735689600) * 1000000 + tonumber(t[2])
 local tats = {}
 local worst, wait, reset = 0, 0, 0
 for i, key in ipairs(KEYS) do
@@ -51,7 +54,7 @@ if worst > 0 then
   return {0, worst, math.ceil(wait), math.ceil(reset)}
 end
 for i, key in ipairs(KEYS) do
-  redis.call('SET', key, string.format('%.17g', tats[i]), 'PX', math.ceil((tats[i] - now) / 1000))
+  redis.call('SET', key, string.format('%.17g', tats[i]), 'PX', math.max(1, math.ceil((tats[i] - now) / 1000)))
 end
 return {1}
 `

@@ -255,3 +255,18 @@ func TestMain(m *testing.M) {
 	SetRedisLogger(func(string) {})
 	os.Exit(m.Run())
 }
+
+// TestRedisHighRate: at the policy's highest rate (a million a second, one
+// request a microsecond) the script still counts. Counted from 1970 in a
+// double, a microsecond's step was lost to rounding and the key got a TTL
+// of 0 ms, which Redis refuses.
+func TestRedisHighRate(t *testing.T) {
+	addr, _ := startRedis(t)
+	rl := newRedis(t, addr, time.Second)
+	b := []Bucket{{Name: "firehose", Requests: 1_000_000, Per: time.Second, By: "key", ID: "k1"}}
+	for i := range 10 {
+		if v, err := rl.Take(time.Now(), b); err != nil || !v.Allowed {
+			t.Fatalf("request %d: %+v %v", i+1, v, err)
+		}
+	}
+}

@@ -208,7 +208,9 @@ func TestRateLimitRedisOutage(t *testing.T) {
 		}
 	}
 
-	rs.Restart() // empty: the budget starts afresh
+	if err := rs.Restart(); err != nil { // empty: the budget starts afresh
+		t.Fatal(err)
+	}
 	if took, ok := poll(10*time.Second, func() bool { return grpcRateCheck(t, closed, k.Raw).status == 200 }); !ok {
 		t.Fatalf("closed: still refused %v after Redis returned", took)
 	}

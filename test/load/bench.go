@@ -39,6 +39,11 @@ func bench(cfg *config, tmp string, progress io.Writer) (_ *report, err error) {
 	if err != nil {
 		return nil, err
 	}
+	stopRedis, err := setupRateLimit(cfg, bp, tmp, progress)
+	if err != nil {
+		return nil, err
+	}
+	defer stopRedis()
 	pf := &policyFile{path: filepath.Join(tmp, "policy.json")}
 	if pf.variants[0], pf.variants[1], err = bp.variants(); err != nil {
 		return nil, err
@@ -130,7 +135,7 @@ func startGRPC(cfg *config, req *authv3.CheckRequest, policyPath string, pin boo
 	if floor, err = startFloor(floorFlag, pin, cfg.profile != ""); err != nil {
 		return nil, nil, err
 	}
-	if kg, err = startKeygate(cfg.keygate, policyPath, false, pin, cfg.profile != ""); err != nil {
+	if kg, err = startKeygate(cfg.keygate, policyPath, false, pin, cfg.profile != "", cfg.keygateArgs...); err != nil {
 		return floor, nil, err
 	}
 	for _, t := range []*target{floor, kg} {
@@ -152,7 +157,7 @@ func startHTTP(cfg *config, key, tmp, policyPath string, pin bool) (floor, kg *t
 	if floor, err = startFloor(floorHTTPFlag, pin, cfg.profile != ""); err != nil {
 		return nil, nil, err
 	}
-	if kg, err = startKeygate(cfg.keygate, policyPath, true, pin, cfg.profile != ""); err != nil {
+	if kg, err = startKeygate(cfg.keygate, policyPath, true, pin, cfg.profile != "", cfg.keygateArgs...); err != nil {
 		return floor, nil, err
 	}
 	for _, t := range []*target{floor, kg} {

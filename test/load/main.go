@@ -52,6 +52,8 @@ type config struct {
 	profile        string        // directory for CPU profiles of both servers
 	profileSeconds int
 	soak           time.Duration // > 0 runs a soak instead of the rounds
+	rateLimit      string        // "", local or redis: the key spends from a rate limit (ratelimit.go)
+	keygateArgs    []string      // further serve flags, set by bench
 }
 
 func parseConfig(args []string, stderr io.Writer) (*config, error) {
@@ -70,6 +72,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.DurationVar(&c.reloadEvery, "reload-every", 0, "if set, each round adds a keygate run that swaps the policy file this often")
 	fs.StringVar(&c.profile, "profile", "", "after the rounds, write CPU profiles of the floor and keygate under the same load to floor.pprof and keygate.pprof in this directory")
 	fs.IntVar(&c.profileSeconds, "profile-seconds", 10, "length of the -profile run")
+	fs.StringVar(&c.rateLimit, "ratelimit", "", "local or redis: the load's key has its own rate limit (too large to run out), counted in keygate (--ratelimit-store local) or in a redis-server the harness starts (needs redis-server); empty: no limit")
 	fs.DurationVar(&c.soak, "soak", 0, "if set, run a soak this long instead of the rounds: load with K_stay while the policy is rewritten every second, alternately with and without K_flip (defaults then: -keys 5000 -concurrency 20 -connections 4)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err

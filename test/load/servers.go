@@ -63,11 +63,12 @@ func startFloor(role string, pin, pprof bool) (*target, error) {
 // decision log at "denied", and waits until it is ready. bin empty is the
 // harness's build of ./cmd/keygate. With httpPort the target is keygate's
 // ext_authz HTTP port, reading the original request as Envoy sends it.
-func startKeygate(bin, policyPath string, httpPort, pin, pprof bool) (*target, error) {
+// extra are further serve flags.
+func startKeygate(bin, policyPath string, httpPort, pin, pprof bool, extra ...string) (*target, error) {
 	o := harness.Options{
 		Binary:       bin,
 		HTTP:         httpPort,
-		Args:         []string{"--policy", policyPath, "--decision-log", "denied"},
+		Args:         append([]string{"--policy", policyPath, "--decision-log", "denied"}, extra...),
 		Wrap:         pinned(pin),
 		ReadyTimeout: 60 * time.Second,
 		StopTimeout:  10 * time.Second,

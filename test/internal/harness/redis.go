@@ -2,6 +2,7 @@ package harness
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"net"
 	"os/exec"
@@ -10,13 +11,12 @@ import (
 	"time"
 )
 
-// RedisServer is a real redis-server run for one test: on a free loopback
-// port, with nothing written to disk (no RDB snapshots, no AOF). Kill and
-// Restart make an honest outage.
+// RedisServer is a real redis-server: on a free loopback port, with
+// nothing written to disk (no RDB snapshots, no AOF). Kill and Restart make
+// an honest outage.
 type RedisServer struct {
 	Addr string // 127.0.0.1:PORT
 
-	t    testing.TB
 	bin  string
 	dir  string
 	proc *Process
@@ -26,28 +26,54 @@ type RedisServer struct {
 // test is skipped (fails under CI=true: hack/test-deps.sh installs it).
 func Redis(t testing.TB) *RedisServer {
 	t.Helper()
-	bin, err := LookPath("redis-server")
-	if err != nil {
+	if _, err := LookPath("redis-server"); err != nil {
 		Missing(t, err.Error()+": `make test-deps` installs it (apt-get install redis-server)")
 	}
-	r := &RedisServer{t: t, bin: bin, dir: t.TempDir()}
-	r.proc = Retry(t, "redis-server", func() (*Process, error) {
-		addr, err := FreeAddr()
-		if err != nil {
-			return nil, err
-		}
-		r.Addr = addr
-		return r.start()
-	})
+	r, err := StartRedis(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
 	t.Cleanup(func() {
-		if r.proc != nil {
-			_ = r.proc.Stop(5 * time.Second)
-			if t.Failed() {
-				r.proc.Dump(t)
-			}
+		r.Stop()
+		if t.Failed() && r.proc != nil {
+			r.proc.Dump(t)
 		}
 	})
 	return r
+}
+
+// StartRedis starts redis-server with dir as its working directory, for
+// programs (test/load); the caller stops it (Stop).
+func StartRedis(dir string) (*RedisServer, error) {
+	bin, err := LookPath("redis-server")
+	if err != nil {
+		return nil, err
+	}
+	r := &RedisServer{bin: bin, dir: dir}
+	for attempt := 0; attempt < 3; attempt++ {
+		if r.Addr, err = FreeAddr(); err != nil {
+			return nil, err
+		}
+		var p *Process
+		if p, err = r.start(); err == nil {
+			r.proc = p
+			return r, nil
+		}
+		if p != nil {
+			_ = p.Stop(0)
+		}
+		if !errors.Is(err, ErrExited) { // lost its port: retry with another
+			break
+		}
+	}
+	return nil, fmt.Errorf("redis-server: %w", err)
+}
+
+// Stop ends redis-server (SIGTERM, then SIGKILL after 5 s).
+func (r *RedisServer) Stop() {
+	if r.proc != nil {
+		_ = r.proc.Stop(5 * time.Second)
+	}
 }
 
 func (r *RedisServer) start() (*Process, error) {
@@ -66,7 +92,6 @@ func (r *RedisServer) URL() string { return "redis://" + r.Addr + "/0" }
 
 // Kill ends redis-server at once (SIGKILL), as a crash would.
 func (r *RedisServer) Kill() {
-	r.t.Helper()
 	if r.proc != nil {
 		_ = r.proc.Stop(0)
 	}
@@ -74,22 +99,21 @@ func (r *RedisServer) Kill() {
 
 // Restart starts redis-server again on the same address, empty, and waits
 // until it answers PING.
-func (r *RedisServer) Restart() {
-	r.t.Helper()
+func (r *RedisServer) Restart() error {
 	r.Kill()
 	var err error
 	for attempt := 0; attempt < 3; attempt++ {
 		var p *Process
 		if p, err = r.start(); err == nil {
 			r.proc = p
-			return
+			return nil
 		}
 		if p != nil {
 			_ = p.Stop(0)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	r.t.Fatalf("redis-server did not come back on %s: %v", r.Addr, err)
+	return fmt.Errorf("redis-server did not come back on %s: %w", r.Addr, err)
 }
 
 // ping sends PING and wants +PONG.
