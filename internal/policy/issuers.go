@@ -55,7 +55,7 @@ func (i *Issuer) KeySource() string {
 type signedSessions struct {
 	issuers   []*Issuer
 	byIss     map[string]*Issuer
-	revoked   map[[2]string]struct{} // {id, tenant}; tenant "" revokes the id in every tenant
+	revoked   map[[2]string]struct{}  // {id, tenant}; tenant "" revokes the id in every tenant
 	notBefore map[[2]string]time.Time // {tenant, user} -> the latest "before"
 	tenants   map[string]bool
 	groupIdx  map[string]int

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/url"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +21,7 @@ import (
 	corelisters "k8s.io/client-go/listers/core/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/keygate/keygate/internal/kubepolicy"
 	"github.com/keygate/keygate/internal/policy"
 )
 
@@ -359,26 +359,10 @@ func (k *Kube) inputs() ([]policy.Input, []string, error) {
 		}
 		return nil, nil, fmt.Errorf("no policy ConfigMaps match label selector %s in namespace %s", k.sel, k.cfg.Namespace)
 	}
-	slices.SortFunc(cms, func(a, b *corev1.ConfigMap) int { return strings.Compare(a.Name, b.Name) })
-	var (
-		inputs []policy.Input
-		names  = make([]string, 0, len(cms))
-	)
+	inputs := kubepolicy.Inputs(cms)
+	names := make([]string, 0, len(cms))
 	for _, cm := range cms {
 		names = append(names, cm.Name)
-		keys := make([]string, 0, len(cm.Data))
-		for key := range cm.Data {
-			if policy.IsPolicyFile(key) {
-				keys = append(keys, key)
-			}
-		}
-		slices.Sort(keys)
-		for _, key := range keys {
-			inputs = append(inputs, policy.Input{
-				Name: cm.Namespace + "/" + cm.Name + "/" + key,
-				Data: []byte(cm.Data[key]),
-			})
-		}
 	}
 	if len(inputs) == 0 {
 		return nil, nil, fmt.Errorf("no policy keys (*.yaml, *.yml, *.json) in %s: ConfigMaps %s",

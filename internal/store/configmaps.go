@@ -20,6 +20,7 @@ import (
 	"k8s.io/apimachinery/pkg/util/validation"
 	"k8s.io/client-go/kubernetes"
 
+	"github.com/keygate/keygate/internal/kubepolicy"
 	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/internal/policyedit"
 )
@@ -171,24 +172,13 @@ func (c *ConfigMaps) list(ctx context.Context) ([]corev1.ConfigMap, error) {
 	return l.Items, nil
 }
 
-// fragments are the policy keys of the ConfigMaps (in name order), in key
-// order, named NAMESPACE/CONFIGMAP/KEY: the inputs the Kubernetes source
-// compiles.
+// fragments are the ConfigMaps read as the Kubernetes source reads them.
 func fragments(cms []corev1.ConfigMap) []policy.Input {
-	var inputs []policy.Input
-	for _, cm := range cms {
-		keys := make([]string, 0, len(cm.Data))
-		for k := range cm.Data {
-			if policy.IsPolicyFile(k) {
-				keys = append(keys, k)
-			}
-		}
-		slices.Sort(keys)
-		for _, k := range keys {
-			inputs = append(inputs, policy.Input{Name: cm.Namespace + "/" + cm.Name + "/" + k, Data: []byte(cm.Data[k])})
-		}
+	ptrs := make([]*corev1.ConfigMap, len(cms))
+	for i := range cms {
+		ptrs[i] = &cms[i]
 	}
-	return inputs
+	return kubepolicy.Inputs(ptrs)
 }
 
 // errRetry asks Update to read again: another writer got there first.
@@ -239,7 +229,7 @@ func (c *ConfigMaps) try(ctx context.Context, scope Scope, name string, change f
 		}
 	}
 
-	fragName := c.namespace + "/" + name + "/" + DataKey
+	fragName := kubepolicy.FragmentName(c.namespace, name, DataKey)
 	orig := []byte(newManaged)
 	if cur != nil {
 		if d, ok := cur.Data[DataKey]; ok {
