@@ -153,29 +153,48 @@ const (
 // not know the credential. now is UnixNano. It does not check expiry or
 // revocation: the caller does that on every request from the principal.
 func (c *Cache) Resolve(snap *policy.Snapshot, k Key, now int64) (*policy.Principal, Outcome) {
+	l, e, out := c.lookup(snap, k, now)
+	if out != Miss {
+		return e.p, out
+	}
+	p := snap.Lookup(k.Kind, k.Digest)
+	e = &entry{gen: snap.Generation, p: p}
+	if p == nil {
+		e.until = now + c.negTTL
+	}
+	add(l, k, e, now)
+	return p, Miss
+}
+
+// lookup finds k's shard and, when the entry there is still good for snap
+// at now (same generation, its dependency unchanged, not past its until),
+// returns it as a Hit or NegativeHit, promoting it in its LRU at most once
+// per promoteEvery; else a Miss. Every outcome is counted. The resolvers
+// share it, so that what makes an entry stale is written once.
+func (c *Cache) lookup(snap *policy.Snapshot, k Key, now int64) (*lru.Cache[Key, *entry], *entry, Outcome) {
 	i := binary.LittleEndian.Uint64(k.Digest[:8]) & c.mask
 	l, n := (*c.lrus.Load())[i], &c.counts[i]
-	if e, ok := l.Peek(k); ok && e.gen == snap.Generation && (e.until == 0 || now < e.until) {
+	if e, ok := l.Peek(k); ok && e.gen == snap.Generation && (e.dep == nil || e.dep.Generation() == e.depGen) &&
+		(e.until == 0 || now < e.until) {
 		if now-e.promoted.Load() >= promoteEvery {
 			e.promoted.Store(now)
 			l.Get(k)
 		}
 		if e.p != nil {
 			n.hits.Add(1)
-			return e.p, Hit
+			return l, e, Hit
 		}
 		n.negHits.Add(1)
-		return nil, NegativeHit
+		return l, e, NegativeHit
 	}
 	n.misses.Add(1)
-	p := snap.Lookup(k.Kind, k.Digest)
-	e := &entry{gen: snap.Generation, p: p}
+	return l, nil, Miss
+}
+
+// add caches e for k, as fresh as now.
+func add(l *lru.Cache[Key, *entry], k Key, e *entry, now int64) {
 	e.promoted.Store(now)
-	if p == nil {
-		e.until = now + c.negTTL
-	}
 	l.Add(k, e)
-	return p, Miss
 }
 
 // Stats are the cache's counters since start.

@@ -1,8 +1,6 @@
 package cache
 
 import (
-	"encoding/binary"
-
 	"github.com/keygate/keygate/internal/policy"
 )
 
@@ -25,28 +23,15 @@ type SignedVerifier interface {
 // caller on every request); a refusal for the negative TTL. A hit costs
 // what an opaque credential's does, plus one call of dep.Generation.
 func (c *Cache) ResolveSigned(snap *policy.Snapshot, k Key, now int64, token string, v SignedVerifier) (*policy.Principal, uint8, Outcome) {
-	i := binary.LittleEndian.Uint64(k.Digest[:8]) & c.mask
-	l, n := (*c.lrus.Load())[i], &c.counts[i]
-	if e, ok := l.Peek(k); ok && e.gen == snap.Generation && (e.dep == nil || e.dep.Generation() == e.depGen) &&
-		(e.until == 0 || now < e.until) {
-		if now-e.promoted.Load() >= promoteEvery {
-			e.promoted.Store(now)
-			l.Get(k)
-		}
-		if e.p != nil {
-			n.hits.Add(1)
-			return e.p, 0, Hit
-		}
-		n.negHits.Add(1)
-		return nil, e.refusal, NegativeHit
+	l, e, out := c.lookup(snap, k, now)
+	if out != Miss {
+		return e.p, e.refusal, out
 	}
-	n.misses.Add(1)
 	p, refusal, dep, depGen := v.VerifyToken(snap, token, now)
-	e := &entry{gen: snap.Generation, p: p, dep: dep, depGen: depGen, refusal: refusal}
-	e.promoted.Store(now)
+	e = &entry{gen: snap.Generation, p: p, dep: dep, depGen: depGen, refusal: refusal}
 	if p == nil {
 		e.until = now + c.negTTL
 	}
-	l.Add(k, e)
+	add(l, k, e, now)
 	return p, refusal, Miss
 }

@@ -29,26 +29,12 @@ func (e *storeEpoch) Generation() uint64 { return e.n.Load() }
 // tags it, as every entry. A hit costs what Resolve's does, plus one call
 // of the epoch's Generation.
 func (c *Cache) ResolveStored(snap *policy.Snapshot, k Key, now int64, r StoreResolver) (*policy.Principal, Outcome, error) {
-	i := binary.LittleEndian.Uint64(k.Digest[:8]) & c.mask
-	l, n := (*c.lrus.Load())[i], &c.counts[i]
-	if e, ok := l.Peek(k); ok && e.gen == snap.Generation && (e.dep == nil || e.dep.Generation() == e.depGen) &&
-		(e.until == 0 || now < e.until) {
-		if now-e.promoted.Load() >= promoteEvery {
-			e.promoted.Store(now)
-			l.Get(k)
-		}
-		if e.p != nil {
-			n.hits.Add(1)
-			return e.p, Hit, nil
-		}
-		n.negHits.Add(1)
-		return nil, NegativeHit, nil
+	l, e, out := c.lookup(snap, k, now)
+	if out != Miss {
+		return e.p, out, nil
 	}
-	n.misses.Add(1)
 	if p := snap.Lookup(k.Kind, k.Digest); p != nil {
-		e := &entry{gen: snap.Generation, p: p}
-		e.promoted.Store(now)
-		l.Add(k, e)
+		add(l, k, &entry{gen: snap.Generation, p: p}, now)
 		return p, Miss, nil
 	}
 	// Read before the lookup: an invalidation that arrives while it is in
@@ -58,9 +44,7 @@ func (c *Cache) ResolveStored(snap *policy.Snapshot, k Key, now int64, r StoreRe
 	if err != nil || cacheFor <= 0 || c.forgets.Load() != forgets {
 		return p, Miss, err
 	}
-	e := &entry{gen: snap.Generation, p: p, dep: &c.stored, depGen: epoch, until: now + int64(cacheFor)}
-	e.promoted.Store(now)
-	l.Add(k, e)
+	add(l, k, &entry{gen: snap.Generation, p: p, dep: &c.stored, depGen: epoch, until: now + int64(cacheFor)}, now)
 	return p, Miss, nil
 }
 
