@@ -15,11 +15,8 @@ import (
 	"io"
 	"net/http"
 	"os"
-	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
-	"text/template"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -31,9 +28,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/envoytest"
-	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/test/internal/harness"
 )
 
@@ -74,9 +69,7 @@ func newWorld(t testing.TB, maxOrgKeys, existing int) *world {
 	return w
 }
 
-var policyText = template.Must(template.New("p").Funcs(template.FuncMap{
-	"h": func(s string) string { return policy.FormatDigest(apikey.Digest(s)) },
-}).Parse(`# written by test/api
+var policyText = harness.PolicyTemplate("p", `# written by test/api
 version: 1
 settings:
   session_cookie: kg_session
@@ -103,20 +96,12 @@ api_keys:
 {{- end}}
 sessions:
   - {id: {{.EUAdmin.ID}}, hash: "{{h .EUAdmin.Raw}}", tenant: acme, org: acme-eu, user: olivia, groups: [org-admin]}
-`))
+`)
 
 // writePolicy writes the world's policy to a fresh file.
 func writePolicy(t testing.TB, w *world) string {
 	t.Helper()
-	var b strings.Builder
-	if err := policyText.Execute(&b, w); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return harness.WritePolicy(t, "", policyText, w)
 }
 
 // ---------------------------------------------------------------------------

@@ -9,13 +9,11 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"text/template"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
 	"google.golang.org/grpc/codes"
 
-	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/envoytest"
 	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/test/internal/harness"
@@ -28,9 +26,7 @@ type sessionWorld struct {
 	SignIn, EUSignIn, Plain, GlobexSignIn cred
 }
 
-var sessionPolicy = template.Must(template.New("p").Funcs(template.FuncMap{
-	"h": func(s string) string { return policy.FormatDigest(apikey.Digest(s)) },
-}).Parse(`# written by test/api (sessions)
+var sessionPolicy = harness.PolicyTemplate("p", `# written by test/api (sessions)
 version: 1
 groups: [{name: sales}, {name: support}, {name: sign-in}, {name: ops}]
 tenants:
@@ -51,7 +47,7 @@ api_keys:
   - {id: {{.EUSignIn.ID}}, hash: "{{h .EUSignIn.Raw}}", tenant: acme, org: acme-eu, user: eu-login, groups: [sign-in]}
   - {id: {{.Plain.ID}}, hash: "{{h .Plain.Raw}}", tenant: acme, user: bot, groups: [sales]}
   - {id: {{.GlobexSignIn.ID}}, hash: "{{h .GlobexSignIn.Raw}}", tenant: globex, user: gx-login, groups: [sign-in]}
-`))
+`)
 
 // sessionCheck is Envoy's CheckRequest for GET /orgs/ORG/sales/q1 with a
 // session header, over the real gRPC port; it returns the code and, when
@@ -91,14 +87,7 @@ func TestSessionsAPI(t *testing.T) {
 		GlobexSignIn: newCred(t, "globex", "", "gx-login", "sign-in"),
 	}
 	dir := t.TempDir()
-	var b strings.Builder
-	if err := sessionPolicy.Execute(&b, w); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(dir, "policy.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	path := harness.WritePolicy(t, dir, sessionPolicy, w)
 	keyFile := filepath.Join(dir, "session.key")
 	if r := harness.Run(t, 30*time.Second, "sessions", "keygen", "--out", keyFile); r.Code != 0 {
 		t.Fatalf("keygen: %s", r.Out)

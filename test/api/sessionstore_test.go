@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"slices"
@@ -14,7 +13,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"text/template"
 	"time"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -23,7 +21,6 @@ import (
 
 	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/envoytest"
-	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/test/internal/harness"
 )
 
@@ -36,9 +33,7 @@ import (
 
 // storePolicy is the sessions suite's policy plus an endpoint that takes
 // API keys, to show they keep working when Redis does not.
-var storePolicy = template.Must(template.New("p").Funcs(template.FuncMap{
-	"h": func(s string) string { return policy.FormatDigest(apikey.Digest(s)) },
-}).Parse(`# written by test/api (server-side sessions)
+var storePolicy = harness.PolicyTemplate("p", `# written by test/api (server-side sessions)
 version: 1
 groups: [{name: sales}, {name: support}, {name: sign-in}, {name: ops}]
 tenants:
@@ -63,7 +58,7 @@ api_keys:
   - {id: {{.EUSignIn.ID}}, hash: "{{h .EUSignIn.Raw}}", tenant: acme, org: acme-eu, user: eu-login, groups: [sign-in]}
   - {id: {{.Plain.ID}}, hash: "{{h .Plain.Raw}}", tenant: acme, user: bot, groups: [sales]}
   - {id: {{.GlobexSignIn.ID}}, hash: "{{h .GlobexSignIn.Raw}}", tenant: globex, user: gx-login, groups: [sign-in]}
-`))
+`)
 
 func storeWorld(t *testing.T) (sessionWorld, string) {
 	t.Helper()
@@ -73,15 +68,7 @@ func storeWorld(t *testing.T) (sessionWorld, string) {
 		Plain:        newCred(t, "acme", "", "bot", "sales"),
 		GlobexSignIn: newCred(t, "globex", "", "gx-login", "sign-in"),
 	}
-	var b strings.Builder
-	if err := storePolicy.Execute(&b, w); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return w, path
+	return w, harness.WritePolicy(t, "", storePolicy, w)
 }
 
 // replica runs keygate with the session store; api turns the management

@@ -16,12 +16,10 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
 	"testing"
-	"text/template"
 	"time"
 
 	"github.com/chromedp/cdproto/accessibility"
@@ -32,9 +30,7 @@ import (
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 
-	"github.com/keygate/keygate/internal/apikey"
 	"github.com/keygate/keygate/internal/envoytest"
-	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/test/internal/harness"
 )
 
@@ -64,9 +60,7 @@ func newWorld(t testing.TB, maxKeys int) *world {
 	return &world{Admin: newCred(t), TenantAdmin: newCred(t), Member: newCred(t), Billing: newCred(t), Importer: newCred(t), MaxKeys: maxKeys}
 }
 
-var policyText = template.Must(template.New("policy").Funcs(template.FuncMap{
-	"h": func(raw string) string { return policy.FormatDigest(apikey.Digest(raw)) },
-}).Parse(`# written by test/browser
+var policyText = harness.PolicyTemplate("policy", `# written by test/browser
 version: 1
 settings:
   realm: api.example.com
@@ -90,19 +84,11 @@ sessions:
   - {id: {{.Admin.ID}}, hash: "{{h .Admin.Raw}}", tenant: acme, org: acme-eu, user: olivia, groups: [org-admin]}
   - {id: {{.TenantAdmin.ID}}, hash: "{{h .TenantAdmin.Raw}}", tenant: acme, user: tina, groups: [org-admin]}
   - {id: {{.Member.ID}}, hash: "{{h .Member.Raw}}", tenant: acme, org: acme-eu, user: bob, groups: [sales]}
-`))
+`)
 
 func writePolicy(t testing.TB, w *world) string {
 	t.Helper()
-	var b strings.Builder
-	if err := policyText.Execute(&b, w); err != nil {
-		t.Fatal(err)
-	}
-	path := filepath.Join(t.TempDir(), "policy.yaml")
-	if err := os.WriteFile(path, []byte(b.String()), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return path
+	return harness.WritePolicy(t, "", policyText, w)
 }
 
 // ---------------------------------------------------------------------------
