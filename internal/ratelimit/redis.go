@@ -68,6 +68,7 @@ const DefaultRedisTimeout = 10 * time.Millisecond
 
 type redisStore struct {
 	client  *redis.Client
+	ap      *redis.AutoPipeliner
 	addr    string
 	timeout time.Duration
 }
@@ -90,7 +91,12 @@ func NewRedis(rawURL string, timeout time.Duration) (*Limiter, error) {
 	opt.MaxRetries = -1   // a retry would outlast the timeout: the failure mode answers instead
 	opt.DialerRetries = 1 // likewise for a connection that cannot be made
 	opt.MinIdleConns = 2  // a connection ready when the first checks come
-	return &Limiter{redis: &redisStore{client: redis.NewClient(opt), addr: opt.Addr, timeout: timeout}}, nil
+	client := redis.NewClient(opt)
+	ap, err := client.AutoPipeline()
+	if err != nil {
+		return nil, fmt.Errorf("ratelimit: redis: %w", err)
+	}
+	return &Limiter{redis: &redisStore{client: client, ap: ap, addr: opt.Addr, timeout: timeout}}, nil
 }
 
 // redactURLError keeps a password in the URL out of the error.
@@ -135,7 +141,7 @@ func (r *redisStore) take(bs []Bucket) (Verdict, error) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), r.timeout)
 	defer cancel()
-	res, err := gcra.Run(ctx, r.client, keys, args...).Int64Slice()
+	res, err := gcra.Run(ctx, r.ap, keys, args...).Int64Slice()
 	if err != nil {
 		return Verdict{}, fmt.Errorf("redis at %s: %w", r.addr, err)
 	}

@@ -178,7 +178,10 @@ func TestRateLimitRedisOutage(t *testing.T) {
 	rs := harness.Redis(t)
 	k := newKey(t, "acme", "", "outage-bot", "sales")
 	path := newPolicyFile(t, rateLimitPolicy(2, k))
-	store := []string{"--ratelimit-store", rs.URL(), "--ratelimit-timeout", "200ms"}
+	// A killed Redis refuses connections at once: the timeout only bounds a
+	// slow answer, and a roomy one keeps a busy CI machine from failing
+	// the requests before the outage.
+	store := []string{"--ratelimit-store", rs.URL(), "--ratelimit-timeout", "2s"}
 	open := startKeygate(t, path, append(store, "--ratelimit-failure", "open")...)
 	closed := startKeygate(t, path, append(store, "--ratelimit-failure", "closed")...)
 	for i, want := range []int{200, 200, 429} {
