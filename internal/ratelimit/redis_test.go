@@ -3,57 +3,21 @@ package ratelimit
 import (
 	"context"
 	"fmt"
-	"net"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
+
+	"github.com/keygate/keygate/internal/redistest"
 )
 
-// startRedis runs a real redis-server on a free loopback port, nothing on
-// disk, until the test ends, and returns its address. (The suites under
-// test/ have harness.Redis; a package outside test/ cannot import it.)
-// Without redis-server the test is skipped, and fails under CI=true.
+// startRedis runs a real redis-server until the test ends and returns its
+// address and a kill switch (internal/redistest).
 func startRedis(t *testing.T) (addr string, kill func()) {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if bin, err = exec.LookPath("/usr/bin/redis-server"); err != nil {
-			if os.Getenv("CI") == "true" {
-				t.Fatal("redis-server is not installed (CI=true: hack/test-deps.sh should have installed it)")
-			}
-			t.Skip("redis-server is not installed; skipped (under CI=true this fails)")
-		}
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr = l.Addr().String()
-	_, port, _ := net.SplitHostPort(addr)
-	l.Close()
-	cmd := exec.Command(bin, "--port", port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", t.TempDir())
-	var out strings.Builder
-	cmd.Stdout, cmd.Stderr = &out, &out
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	var once sync.Once
-	kill = func() { once.Do(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }) }
-	t.Cleanup(kill)
-	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		if c, err := net.Dial("tcp", addr); err == nil {
-			c.Close()
-			return addr, kill
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("redis-server not listening on %s: %s", addr, out.String())
-		}
-	}
+	s := redistest.New(t)
+	return s.Addr, s.Kill
 }
 
 func newRedis(t *testing.T, addr string, timeout time.Duration) *Limiter {
