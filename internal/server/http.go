@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -63,9 +64,11 @@ func NewHTTPAuth(a *authz.Authorizer, log *DecisionLog, pathPrefix string, origi
 	return &HTTPAuth{authz: a, log: log, pathPrefix: strings.TrimSuffix(pathPrefix, "/"), origin: origin, obs: orNop(obs)}
 }
 
-// original reconstructs the request the proxy is asking about. Each proxy
-// sets its own headers and passes the client's other headers on, so the
-// rule reads only what the chosen proxy sets:
+// original reconstructs the request the proxy is asking about from what
+// the transport received: the request line's method and target (as sent,
+// never decoded), the Host and the headers. Each proxy sets its own headers
+// and passes the client's other headers on, so the rule reads only what the
+// chosen proxy sets:
 //   - envoy: the request line and Host (Envoy builds both);
 //   - x-original (nginx): X-Original-Method, X-Original-URI, and the
 //     subrequest's Host (nginx always sets it; proxy_set_header Host $host
@@ -76,17 +79,18 @@ func NewHTTPAuth(a *authz.Authorizer, log *DecisionLog, pathPrefix string, origi
 // one of them came from the client. A lone one may have too, which is why
 // auto is never the default. A path header without its method is
 // refused too. A refusal is an empty path, denied as a bad path: keygate
-// never guesses.
-func (h *HTTPAuth) original(req *http.Request) (method, host, path string) {
+// never guesses. A header sent several times reads as its values joined,
+// as every header does.
+func (h *HTTPAuth) original(method, host, target string, hdr authz.Headers) (string, string, string) {
 	origin := h.origin
 	if origin == OriginEnvoy { // the default: no header lookups
-		return h.requestLine(req)
+		return method, host, h.requestPath(target)
 	}
-	xOriginal, xForwarded := req.Header.Get("X-Original-Uri"), req.Header.Get("X-Forwarded-Uri")
+	xOriginal, xForwarded := hdr.Get("x-original-uri"), hdr.Get("x-forwarded-uri")
 	if origin == OriginAuto {
 		switch {
 		case xOriginal != "" && xForwarded != "":
-			return req.Method, req.Host, ""
+			return method, host, ""
 		case xOriginal != "":
 			origin = OriginXOriginal
 		case xForwarded != "":
@@ -97,29 +101,27 @@ func (h *HTTPAuth) original(req *http.Request) (method, host, path string) {
 	}
 	switch origin {
 	case OriginXOriginal:
-		return proxyNamed(req.Header.Get("X-Original-Method"), req.Host, xOriginal)
+		return proxyNamed(hdr.Get("x-original-method"), host, xOriginal)
 	case OriginXForwarded:
-		host = req.Header.Get("X-Forwarded-Host")
-		if host == "" {
-			host = req.Host
+		if fh := hdr.Get("x-forwarded-host"); fh != "" {
+			host = fh
 		}
-		return proxyNamed(req.Header.Get("X-Forwarded-Method"), host, xForwarded)
+		return proxyNamed(hdr.Get("x-forwarded-method"), host, xForwarded)
 	}
-	return h.requestLine(req)
+	return method, host, h.requestPath(target)
 }
 
-// requestLine is the request as Envoy's http_service sends it: method,
-// Host and path, less path_prefix.
-func (h *HTTPAuth) requestLine(req *http.Request) (method, host, path string) {
-	path = req.RequestURI
-	if h.pathPrefix != "" {
-		rest, found := strings.CutPrefix(path, h.pathPrefix)
-		if !found || (rest != "" && rest[0] != '/' && rest[0] != '?') {
-			rest = "" // not under the prefix: denied as a bad path
-		}
-		path = rest
+// requestPath is the request line's target as Envoy's http_service sends
+// it, less path_prefix.
+func (h *HTTPAuth) requestPath(target string) string {
+	if h.pathPrefix == "" {
+		return target
 	}
-	return req.Method, req.Host, path
+	rest, found := strings.CutPrefix(target, h.pathPrefix)
+	if !found || (rest != "" && rest[0] != '/' && rest[0] != '?') {
+		return "" // not under the prefix: denied as a bad path
+	}
+	return rest
 }
 
 // proxyNamed is the request a proxy named in headers; without its method the
@@ -135,83 +137,129 @@ func proxyNamed(method, host, path string) (string, string, string) {
 // Envoy must remove before the request goes upstream.
 const HeadersToRemoveHeader = "x-envoy-auth-headers-to-remove"
 
-func (h *HTTPAuth) ServeHTTP(w http.ResponseWriter, req *http.Request) {
-	start := time.Now()
-	method, host, path := h.original(req)
-	r := authz.Request{
-		Method:  method,
-		Host:    host,
-		Path:    path,
-		Headers: authz.HTTPHeaders(req.Header),
-	}
-	// The decision escapes (to the observer) and the answer's header values
-	// to net/http's map: one allocation holds both.
-	a := &httpAnswer{d: h.authz.Decide(&r)}
-	d := &a.d
-	logged := h.log.wants(d)
-	id := ""
-	if d.Result != authz.Allow || logged {
-		id = authz.DecisionID(req.Header.Get("x-request-id"))
-	}
-	h.writeAnswer(w, a, &r, id)
-	h.obs.ObserveDecision("http", d, time.Since(start))
-	if logged {
-		src, _, _ := net.SplitHostPort(req.RemoteAddr)
-		h.log.write(d, entry{transport: "http", id: id, method: r.Method, path: r.Path, source: src, start: start})
+// noPolicyBody answers every request before the first policy loads, as
+// net/http's http.Error writes it.
+const noPolicyBody = "keygate has no policy loaded yet\n"
+
+// httpCall is one request through the HTTP adapter, whichever server read
+// it: the request keygate decided and its decision.
+type httpCall struct {
+	r      authz.Request
+	d      authz.Decision
+	id     string // the decision id, on a denial or a logged decision
+	start  time.Time
+	logged bool
+}
+
+// decide reads the original request from what the transport received (see
+// original) and decides it; a transport that could not read the headers
+// has set c.r.Malformed, and the request is denied as malformed.
+func (h *HTTPAuth) decide(c *httpCall, method, host, target string, hdr authz.Headers) {
+	c.start = time.Now()
+	method, host, path := h.original(method, host, target, hdr)
+	c.r = authz.Request{Method: method, Host: host, Path: path, Headers: hdr, Malformed: c.r.Malformed}
+	c.d = h.authz.Decide(&c.r)
+	c.logged = h.log.wants(&c.d)
+	if c.d.Result != authz.Allow || c.logged {
+		c.id = authz.DecisionID(hdr.Get("x-request-id"))
 	}
 }
 
-// httpAnswer is a decision and the values of the headers its allow sets:
-// at most 8 identity headers and the list of headers to remove.
-type httpAnswer struct {
-	d    authz.Decision
-	vals [9]string
+// answerWriter is the answer as a transport writes it: headers under
+// lower-case names, each set once, then the status and body.
+type answerWriter interface {
+	header(name, value string)
+	send(status int, body string)
 }
 
-func (h *HTTPAuth) writeAnswer(w http.ResponseWriter, a *httpAnswer, r *authz.Request, id string) {
-	d, hdr := &a.d, w.Header()
+// answer writes c's decision: an allow's 200 with the identity headers and
+// the headers Envoy must remove; a denial's status, JSON body, challenge
+// and rate-limit headers; 503 before the first policy.
+func (h *HTTPAuth) answer(w answerWriter, c *httpCall) {
+	d := &c.d
 	switch d.Result {
 	case authz.Allow:
 		set := d.IdentityHeaders(make([]authz.Header, 0, 8))
 		var rmBuf [4]string
-		rm := d.HeadersToRemove(rmBuf[:0], r.Headers, set)
-		// Written into the map under names canonicalized once per policy
-		// (hdr.Set would canonicalize, and allocate, every name on every
-		// request), with one backing array for all the values.
-		n := len(set)
-		if len(rm) > 0 {
-			n++
-		}
-		vals := a.vals[:0]
-		if n > len(a.vals) {
-			vals = make([]string, 0, n)
-		}
-		vals = vals[:n]
-		for i, kv := range set {
-			vals[i] = kv.Value
-			hdr[h.names.canonical(kv.Name)] = vals[i : i+1 : i+1]
+		rm := d.HeadersToRemove(rmBuf[:0], c.r.Headers, set)
+		for _, kv := range set {
+			w.header(kv.Name, kv.Value)
 		}
 		if len(rm) > 0 {
-			vals[n-1] = strings.Join(rm, ",")
-			hdr[canonicalHeadersToRemove] = vals[n-1 : n : n]
+			w.header(HeadersToRemoveHeader, strings.Join(rm, ","))
 		}
-		w.WriteHeader(http.StatusOK)
+		w.send(http.StatusOK, "")
 	case authz.Unavailable:
-		http.Error(w, "keygate has no policy loaded yet", http.StatusServiceUnavailable)
+		w.header("content-type", "text/plain; charset=utf-8")
+		w.header("x-content-type-options", "nosniff")
+		w.send(http.StatusServiceUnavailable, noPolicyBody)
 	default:
-		hdr.Set("Content-Type", "application/json")
-		if c := d.Challenge(); c != "" {
-			hdr.Set("WWW-Authenticate", c)
+		w.header("content-type", "application/json")
+		if ch := d.Challenge(); ch != "" {
+			w.header("www-authenticate", ch)
 		}
-		for _, h := range d.RateLimitHeaders(nil) {
-			hdr.Set(h.Name, h.Value)
+		var rl [3]authz.Header
+		for _, kv := range d.RateLimitHeaders(rl[:0]) {
+			w.header(kv.Name, kv.Value)
 		}
-		w.WriteHeader(d.Status)
-		_, _ = w.Write([]byte(d.Body(id)))
+		w.send(d.Status, d.Body(c.id))
 	}
 }
 
-var canonicalHeadersToRemove = http.CanonicalHeaderKey(HeadersToRemoveHeader)
+// observe counts c's decision; a transport then logs it when c.logged,
+// with the client's address.
+func (h *HTTPAuth) observe(c *httpCall) {
+	h.obs.ObserveDecision("http", &c.d, time.Since(c.start))
+}
+
+func (h *HTTPAuth) logDecision(c *httpCall, source string) {
+	h.log.write(&c.d, entry{transport: "http", id: c.id, method: c.r.Method, path: c.r.Path, source: source, start: c.start})
+}
+
+// ServeHTTP is the adapter on net/http's server (--http-server net).
+func (h *HTTPAuth) ServeHTTP(w http.ResponseWriter, req *http.Request) {
+	// The call escapes (its decision to the observer, the answer's header
+	// values to net/http's map): one allocation holds both.
+	a := &netAnswer{w: w, hdr: w.Header(), names: &h.names}
+	h.decide(&a.c, req.Method, req.Host, req.RequestURI, authz.HTTPHeaders(req.Header))
+	h.answer(a, &a.c)
+	h.observe(&a.c)
+	if a.c.logged {
+		src, _, _ := net.SplitHostPort(req.RemoteAddr)
+		h.logDecision(&a.c, src)
+	}
+}
+
+// netAnswer writes an answer into net/http's header map, under names
+// canonicalized once per policy (hdr.Set would canonicalize, and allocate,
+// every name on every request), with one backing array for the values.
+type netAnswer struct {
+	c     httpCall
+	w     http.ResponseWriter
+	hdr   http.Header
+	names *canonicalNames
+	vals  [9]string // at most 8 identity headers and the headers to remove
+	n     int
+}
+
+func (a *netAnswer) header(name, value string) {
+	var v []string
+	if a.n < len(a.vals) {
+		a.vals[a.n] = value
+		v = a.vals[a.n : a.n+1 : a.n+1]
+		a.n++
+	} else {
+		v = []string{value}
+	}
+	a.hdr[a.names.canonical(name)] = v
+}
+
+func (a *netAnswer) send(status int, body string) {
+	a.w.WriteHeader(status)
+	if body != "" {
+		_, _ = io.WriteString(a.w, body)
+	}
+}
 
 // maxCanonicalNames bounds canonicalNames: identity header names come from
 // the policy, a handful per prefix, so only a policy reloaded with ever new
