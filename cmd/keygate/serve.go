@@ -44,6 +44,7 @@ type serveConfig struct {
 	adminAddr      string
 	httpPathPrefix string
 	httpOrigin     string
+	httpServer     string
 	logFormat      string
 	logLevel       string
 	decisionLog    string
@@ -73,6 +74,7 @@ func serveFlags(stderr io.Writer) (*flag.FlagSet, *serveConfig) {
 	fs.StringVar(&c.adminAddr, "admin-addr", ":9003", "listen address for /healthz and /readyz; empty disables it")
 	fs.StringVar(&c.httpPathPrefix, "http-path-prefix", "", "Envoy http_service path_prefix to strip before matching")
 	fs.StringVar(&c.httpOrigin, "http-original-request", "envoy", "where the HTTP adapter reads the original method and path: envoy (the request line: Envoy http_service), x-original (nginx auth_request), x-forwarded (Caddy, Traefik), or auto (X-Original-URI, else X-Forwarded-Uri, else the request line: a client-sent header can then choose the path unless the proxy strips it)")
+	fs.StringVar(&c.httpServer, "http-server", "fasthttp", httpServerUsage)
 	fs.StringVar(&c.logFormat, "log-format", "json", "log format: json or console")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.StringVar(&c.decisionLog, "decision-log", "denied", "which decisions to log: all, denied or off")
@@ -111,6 +113,9 @@ func serve(args []string, stderr io.Writer) error {
 	}
 	origin, err := server.ParseOrigin(cfg.httpOrigin)
 	if err != nil {
+		return err
+	}
+	if err := checkHTTPServer(cfg.httpServer); err != nil {
 		return err
 	}
 	if cfg.recvBudget == 0 {
@@ -214,7 +219,7 @@ func serve(args []string, stderr io.Writer) error {
 	grpcHealth.SetServingStatus("", healthpb.HealthCheckResponse_SERVING)
 	grpcHealth.SetServingStatus(authv3.Authorization_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_SERVING)
 
-	var httpSrvs []*http.Server
+	var httpSrvs []httpServing
 	listenHTTP := func(name, addr string, h http.Handler) (net.Listener, *http.Server, error) {
 		if addr == "" {
 			return nil, nil, nil
@@ -231,7 +236,7 @@ func serve(args []string, stderr io.Writer) error {
 		httpSrvs = append(httpSrvs, srv)
 		return lis, srv, nil
 	}
-	httpLis, httpSrv, err := listenHTTP("http", cfg.httpAddr, server.NewHTTPAuth(decider, dlog, cfg.httpPathPrefix, origin, observer))
+	httpLis, httpSrv, err := listenAuthzHTTP(cfg, server.NewHTTPAuth(decider, dlog, cfg.httpPathPrefix, origin, observer), log, &httpSrvs, listenHTTP) // httpserver.go
 	if err != nil {
 		return err
 	}
@@ -262,7 +267,7 @@ func serve(args []string, stderr io.Writer) error {
 		zap.Int("endpoints", counts.Endpoints), zap.Int("groups", counts.Groups),
 		zap.String("grpc_addr", grpcLis.Addr().String()),
 		zap.String("http_addr", addrOf(httpLis)), zap.String("admin_addr", addrOf(adminLis)), zap.String("api_addr", addrOf(apiLis)),
-		zap.String("decision_log", cfg.decisionLog),
+		zap.String("decision_log", cfg.decisionLog), zap.String("http_server", cfg.httpServer),
 		zap.Int64("grpc_recv_budget", budget.Bound()), zap.String("go_memory_limit", memLimit))
 
 	g, gctx := errgroup.WithContext(ctx)
@@ -293,9 +298,9 @@ func serve(args []string, stderr io.Writer) error {
 	})
 	for _, p := range []struct {
 		lis net.Listener
-		srv *http.Server
+		srv httpServing
 	}{{httpLis, httpSrv}, {adminLis, adminSrv}, {apiLis, apiSrv}} {
-		if p.srv == nil {
+		if p.lis == nil { // disabled; srv may hold a nil *http.Server
 			continue
 		}
 		g.Go(func() error {
