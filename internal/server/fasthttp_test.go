@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -128,4 +129,90 @@ func TestFastHTTPAllocations(t *testing.T) {
 	if n := testing.AllocsPerRun(100, serve); n > 3 {
 		t.Errorf("%.0f allocations per allowed request, want at most 3 (the call, the strings, the list of headers to remove)", n)
 	}
+}
+
+// FuzzHTTPRequest sends arbitrary request bytes through fasthttp's parser
+// and the adapter as the fasthttp server does, and the same bytes through
+// net/http's: nothing panics, every answer is one a proxy reads as an
+// allow or a denial (200, 401, 403, or 400 and 431 from the parser), an
+// allow says how the caller authenticated and names only credentials that
+// were presented, and what fasthttp allows net/http, when it reads the
+// request at all, allows with the same identity and the same headers to
+// remove.
+func FuzzHTTPRequest(f *testing.F) {
+	_, h := fuzzServers(f)
+	for _, raw := range []string{
+		rawRequest("GET", "/o/o1/x", "api", [2]string{"Authorization", "Bearer kg-fuzz-key"}),
+		rawRequest("GET", "/_auth", "api", [2]string{"X-Original-Uri", "/o/o2/x"}, [2]string{"X-Original-Method", "GET"}, [2]string{"X-Api-Key", "kg-fuzz-key"}),
+		rawRequest("POST", "/both", "api:80", [2]string{"X-Api-Key", "kg-fuzz-key"}, [2]string{"Session", "kg-fuzz-session"}, [2]string{"X-Keygate-User", "admin"}),
+		rawRequest("GET", "/open/a?x=1", "api", [2]string{"Cookie", "a=b; session=kg-fuzz-session"}, [2]string{"cookie", "c=d"}),
+		rawRequest("GET", "/h", "api", [2]string{"X-Api-Key", "kg-fuzz-key"}, [2]string{"X-Org", "o1"}, [2]string{"x-org", "o2"}),
+		rawRequest("GET", "*", "api", [2]string{"X-Api-Key", "kg-fuzz-key"}),
+		rawRequest("GET", "/o/%2e%2e/o1", "api", [2]string{"X-Api-Key", "kg-fuzz-key"}, [2]string{"X-A", "1\r\n 2"}),
+		"GET http://evil/o/o1/x HTTP/1.1\r\nHost: api\r\nX-Api-Key: kg-fuzz-key\r\n\r\n",
+		"GET /o/o1/x HTTP/1.0\r\nX-Api-Key: kg-fuzz-key\r\nX Y: z\r\n\r\n",
+		"POST /o/o1/x HTTP/1.1\r\nHost: api\r\nX-Api-Key: kg-fuzz-key\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n",
+	} {
+		f.Add(raw)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		// The server reads the headers, then at most a little of the body,
+		// which keygate does not read: the headers decide.
+		var req fasthttp.Request
+		var ctx fasthttp.RequestCtx
+		err := req.Header.Read(bufio.NewReader(strings.NewReader(raw)))
+		ctx.Init(&req, &net.TCPAddr{IP: net.IPv4(10, 0, 0, 1), Port: 5000}, nil)
+		if err != nil {
+			h.serveFastHTTPError(&ctx, err)
+		} else {
+			h.ServeFastHTTP(&ctx)
+		}
+		status := ctx.Response.StatusCode()
+		fast := map[string]string{}
+		for k, v := range ctx.Response.Header.All() {
+			fast[strings.ToLower(string(k))] = string(v)
+		}
+		switch status {
+		case 200:
+			if fast["x-keygate-auth"] == "" {
+				t.Fatalf("an allow that does not say how the caller authenticated: %v", fast)
+			}
+			for _, id := range []string{fast["x-keygate-key-id"], fast["x-keygate-session-id"]} {
+				if id != "" && !presentedIn(raw, id) {
+					t.Fatalf("allowed as %s, which was not presented", id)
+				}
+			}
+		case 401, 403:
+		case 400, 431:
+			if err == nil {
+				t.Fatalf("%d for a request fasthttp read", status)
+			}
+		default:
+			t.Fatalf("status %d", status)
+		}
+
+		nreq, nerr := http.ReadRequest(bufio.NewReader(strings.NewReader(raw)))
+		if status != 200 || nerr != nil {
+			return
+		}
+		nreq.RemoteAddr = "10.0.0.1:5000"
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, nreq)
+		for _, name := range []string{"x-keygate-user", "x-keygate-key-id", "x-keygate-session-id", "x-keygate-org", "x-keygate-auth", HeadersToRemoveHeader} {
+			if rec.Code != 200 || rec.Header().Get(name) != fast[name] {
+				t.Fatalf("fasthttp allowed with %v; net/http answered %d with %v", fast, rec.Code, rec.Header())
+			}
+		}
+	})
+}
+
+// presentedIn reports whether the raw request carried the credential
+// behind an identity keygate asserted.
+func presentedIn(raw, id string) bool {
+	for cred, cid := range fuzzCreds {
+		if cid == id && strings.Contains(raw, cred) {
+			return true
+		}
+	}
+	return false
 }
