@@ -232,9 +232,9 @@ func NewFastHTTPServer(h *HTTPAuth, cfg FastHTTPConfig) *fasthttp.Server {
 // about a connection quotes the request (a malformed header line, the
 // target) even with SecureErrorLogMessage, and a request may carry a
 // credential: such arguments are left out, addresses and network errors
-// kept. A connection's error is logged at debug level: the request it
-// ended was answered, and decided as malformed in the decision log; the
-// rest (accepting connections) at info, as net/http's ErrorLog is.
+// kept. A connection's error is logged at debug level (serveFastHTTPError
+// has answered it, and decided it when it was a request), the rest
+// (accepting connections) at info, as net/http's ErrorLog is.
 type fastLogger struct{ log *zap.Logger }
 
 func (l fastLogger) Printf(format string, args ...any) {

@@ -14,6 +14,8 @@ import (
 
 // HTTPAuth is the ext_authz HTTP adapter, for Envoy's http_service, nginx
 // auth_request and Caddy/Traefik forward auth. Only an exact 200 allows.
+// It serves on net/http (ServeHTTP) or fasthttp (ServeFastHTTP), which
+// share everything from reading the original request to the answer.
 type HTTPAuth struct {
 	authz      *authz.Authorizer
 	log        *DecisionLog
