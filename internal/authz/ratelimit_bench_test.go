@@ -20,7 +20,7 @@ import (
 func BenchmarkDecideRateLimit(b *testing.B) {
 	base := string(genPolicy(10_000, 10, fillDistinct))
 	withLimits := func(own bool) string {
-		p := strings.Replace(base, `{"version": 1,`, `{"version": 1, "rate_limits": [{"name": "standard", "requests": 1000000000, "per": "1s"}],`, 1)
+		p := strings.Replace(base, `{"version": 1,`, `{"version": 1, "rate_limits": [{"name": "standard", "requests": 1000000000, "per": "24h"}],`, 1)
 		p = strings.Replace(p, `"path": "/orgs/{org}/sales/**"}, "groups": ["sales"],`, `"path": "/orgs/{org}/sales/**"}, "rate_limit": {"name": "standard", "by": "user"}, "groups": ["sales"],`, 1)
 		if own {
 			p = strings.ReplaceAll(p, `"groups": ["sales"]}`, `"groups": ["sales"], "rate_limit": "standard"}`)
