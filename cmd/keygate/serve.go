@@ -254,7 +254,7 @@ func serve(args []string, stderr io.Writer) error {
 		if apiLis, apiSrv, err = listenHTTP("api", cfg.api.addr, h); err != nil {
 			return err
 		}
-		log.Info("management API writes changes to " + st.String())
+		log.Info("management API serving", zap.String("api_addr", addrOf(apiLis)), zap.String("writes_to", st.String()))
 	}
 
 	snap := store.Current()
