@@ -1,6 +1,10 @@
 package authz
 
-import "strings"
+import (
+	"strings"
+
+	"github.com/keygate/keygate/internal/policy"
+)
 
 // Authenticate verifies the credentials a request presents without
 // matching an endpoint: the management API's callers, who must prove who
@@ -34,6 +38,10 @@ func (a *Authorizer) Authenticate(h Headers) Decision {
 	d.identify("")
 	return d.allow(ReasonAllowed)
 }
+
+// Policy is the snapshot in force (nil before the first load), for callers
+// that need its settings before there is a credential to authenticate.
+func (a *Authorizer) Policy() *policy.Snapshot { return a.snaps.Current() }
 
 // cookieValue finds the cookie name in a Cookie header without allocating
 // (RFC 6265 section 4.2.1: "name=value" pairs separated by "; "). A quoted

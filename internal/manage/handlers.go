@@ -150,7 +150,7 @@ func (a *API) signinResult(w http.ResponseWriter, r *http.Request) string {
 		writeError(w, asError(err))
 		return "invalid"
 	}
-	snap := a.cfg.Authorizer.Authenticate(nil).Snapshot // only the policy in force: no credential yet
+	snap := a.cfg.Authorizer.Policy()
 	switch {
 	case snap == nil:
 		writeError(w, &Error{Status: http.StatusServiceUnavailable, Code: "unavailable", Msg: "no policy is loaded yet"})
@@ -160,21 +160,21 @@ func (a *API) signinResult(w http.ResponseWriter, r *http.Request) string {
 		return "invalid"
 	}
 	// The token goes in the policy's session header, whatever its name.
-	d := a.cfg.Authorizer.Authenticate(authz.MapHeaders{snap.SessionHeader: strings.TrimSpace(req.Session)})
+	token := strings.TrimSpace(req.Session)
+	d := a.cfg.Authorizer.Authenticate(authz.MapHeaders{snap.SessionHeader: token})
 	if d.Result != authz.Allow || d.Session == nil {
 		writeError(w, &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Msg: "that session token is not valid"})
 		return "unauthenticated"
 	}
-	http.SetCookie(w, &http.Cookie{Name: snap.SessionCookie, Value: strings.TrimSpace(req.Session), Path: "/",
+	http.SetCookie(w, &http.Cookie{Name: snap.SessionCookie, Value: token, Path: "/",
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 	w.WriteHeader(http.StatusNoContent)
 	return "ok"
 }
 
 func (a *API) signout(w http.ResponseWriter, r *http.Request) {
-	d := a.cfg.Authorizer.Authenticate(nil)
-	if d.Snapshot != nil && d.Snapshot.SessionCookie != "" {
-		http.SetCookie(w, &http.Cookie{Name: d.Snapshot.SessionCookie, Value: "", Path: "/", MaxAge: -1,
+	if snap := a.cfg.Authorizer.Policy(); snap != nil && snap.SessionCookie != "" {
+		http.SetCookie(w, &http.Cookie{Name: snap.SessionCookie, Value: "", Path: "/", MaxAge: -1,
 			HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil})
 	}
 	w.WriteHeader(http.StatusNoContent)

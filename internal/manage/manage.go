@@ -5,6 +5,7 @@
 package manage
 
 import (
+	"cmp"
 	"context"
 	_ "embed"
 	stdjson "encoding/json"
@@ -236,19 +237,10 @@ func (a *API) audit(c *Call, target, result string) {
 		zap.String("actor_key_id", d.KeyID()),
 		zap.String("actor_session_id", d.SessionID()),
 		zap.String("tenant", d.Tenant),
-		zap.String("org", firstNonEmpty(c.R.PathValue("org"), d.Org)),
+		zap.String("org", cmp.Or(c.R.PathValue("org"), d.Org)),
 		zap.String("target", target),
 		zap.String("result", result),
 		zap.String("decision_id", c.DecisionID))
-}
-
-func firstNonEmpty(vs ...string) string {
-	for _, v := range vs {
-		if v != "" {
-			return v
-		}
-	}
-	return ""
 }
 
 // asError maps a refusal from keys (or the API itself) to its answer;

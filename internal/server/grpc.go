@@ -157,10 +157,3 @@ func appendDeniedHeaders(dst []authz.Header, d *authz.Decision) []authz.Header {
 	}
 	return d.RateLimitHeaders(dst) // a 429's retry-after, ratelimit-policy and ratelimit
 }
-
-func firstNonEmpty(a, b string) string {
-	if a != "" {
-		return a
-	}
-	return b
-}

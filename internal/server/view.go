@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"unicode/utf8"
 
 	authv3 "github.com/envoyproxy/go-control-plane/envoy/service/auth/v3"
@@ -62,7 +63,7 @@ func viewOf(req *authv3.CheckRequest) checkView {
 			Headers:  authz.MapHeaders(headers),
 			Endpoint: attrs.GetContextExtensions()[authz.ContextEndpointKey],
 		},
-		RequestID: firstNonEmpty(headers["x-request-id"], h.GetId()),
+		RequestID: cmp.Or(headers["x-request-id"], h.GetId()),
 		Source:    attrs.GetSource().GetAddress().GetSocketAddress().GetAddress(),
 	}
 }

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"errors"
 	"math/bits"
 	"strings"
@@ -63,7 +64,7 @@ func decodeCheckRequest(data []byte, v *checkView) error {
 			Headers:  headers,
 			Endpoint: d.slots[slotEndpoint],
 		},
-		RequestID: firstNonEmpty(headers.Get("x-request-id"), d.slots[slotID]),
+		RequestID: cmp.Or(headers.Get("x-request-id"), d.slots[slotID]),
 		Source:    d.slots[slotSource],
 	}
 	return nil
