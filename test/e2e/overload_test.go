@@ -2,10 +2,13 @@ package e2e
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -61,8 +64,26 @@ func TestOverloadAndLimits(t *testing.T) {
 		}
 	})
 	t.Run("HTTP header block past the limit", func(t *testing.T) {
-		if got := p.httpStatus(t, "GET", "/whoami", map[string]string{"x-big": strings.Repeat("b", 200<<10)}); got != 431 {
-			t.Errorf("status %d, want 431 (a non-200: Envoy and nginx deny)", got)
+		// fasthttp answers 431 and closes without draining what the client
+		// is still sending, so a client that has not finished writing the
+		// 200 KiB may see the connection reset before it reads the 431.
+		// Either way the request is refused, never allowed.
+		req, err := http.NewRequest("GET", "http://"+p.HTTPAddr+"/whoami", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("x-big", strings.Repeat("b", 200<<10))
+		resp, err := httpClient.Do(req)
+		switch {
+		case err != nil && (errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)):
+			t.Logf("connection reset while the client was still writing: %v", err)
+		case err != nil:
+			t.Fatalf("HTTP GET /whoami: %v", err)
+		default:
+			_ = resp.Body.Close()
+			if resp.StatusCode != 431 {
+				t.Errorf("status %d, want 431 (a non-200: Envoy and nginx deny)", resp.StatusCode)
+			}
 		}
 	})
 
