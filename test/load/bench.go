@@ -44,6 +44,10 @@ func bench(cfg *config, tmp string, progress io.Writer) (_ *report, err error) {
 		return nil, err
 	}
 	defer stopRedis()
+	token, err := setupSession(cfg, bp, tmp, progress)
+	if err != nil {
+		return nil, err
+	}
 	pf := &policyFile{path: filepath.Join(tmp, "policy.json")}
 	if pf.variants[0], pf.variants[1], err = bp.variants(); err != nil {
 		return nil, err
@@ -53,6 +57,11 @@ func bench(cfg *config, tmp string, progress io.Writer) (_ *report, err error) {
 	}
 	harness.RegisterSecret(bp.key, "the load's API key")
 	req := envoytest.CheckRequest(bp.key)
+	check := allowed
+	if token != "" {
+		req = withSession(req, bp.doc.Settings.SessionHeader, token)
+		check = sessionAllowed(bp.doc.Settings.IdentityHeaderPrefix)
+	}
 
 	// After the build, which should have both CPUs: what starts from here on
 	// inherits CPU 1, and taskset moves the servers to CPU 0.
@@ -71,7 +80,7 @@ func bench(cfg *config, tmp string, progress io.Writer) (_ *report, err error) {
 	if cfg.mode == "http" {
 		floor, kg, err = startHTTP(cfg, bp.key, tmp, pf.path, rep.pinned)
 	} else {
-		floor, kg, err = startGRPC(cfg, req, pf.path, rep.pinned)
+		floor, kg, err = startGRPC(cfg, req, check, pf.path, rep.pinned)
 	}
 	if floor != nil {
 		defer floor.proc.Stop(10 * time.Second)
@@ -129,9 +138,10 @@ func bench(cfg *config, tmp string, progress io.Writer) (_ *report, err error) {
 	return rep, nil
 }
 
-// startGRPC starts the gRPC floor and keygate and waits until both allow req.
-// The servers it returns are to be stopped even with an error.
-func startGRPC(cfg *config, req *authv3.CheckRequest, policyPath string, pin bool) (floor, kg *target, err error) {
+// startGRPC starts the gRPC floor and keygate and waits until both allow req,
+// keygate's answer passing kgCheck too. The servers it returns are to be
+// stopped even with an error.
+func startGRPC(cfg *config, req *authv3.CheckRequest, kgCheck func(*authv3.CheckResponse) error, policyPath string, pin bool) (floor, kg *target, err error) {
 	if floor, err = startFloor(floorFlag, pin, cfg.profile != ""); err != nil {
 		return nil, nil, err
 	}
@@ -140,7 +150,11 @@ func startGRPC(cfg *config, req *authv3.CheckRequest, policyPath string, pin boo
 	}
 	for _, t := range []*target{floor, kg} {
 		t.drive = func(l load) (*sample, error) { return drive(t.addr, req, l, t.proc) }
-		if err := probe(t.addr, req, 10*time.Second); err != nil {
+		check := allowed
+		if t == kg {
+			check = kgCheck
+		}
+		if err := probe(t.addr, req, check, 10*time.Second); err != nil {
 			return floor, kg, errors.Join(err, t.proc.ExitError())
 		}
 	}

@@ -46,8 +46,9 @@ func closeAll(conns []*grpc.ClientConn) {
 	}
 }
 
-// probe waits until addr answers the request with an allow, or timeout.
-func probe(addr string, req *authv3.CheckRequest, timeout time.Duration) error {
+// probe waits until addr answers the request with an allow that check
+// accepts, or timeout.
+func probe(addr string, req *authv3.CheckRequest, check func(*authv3.CheckResponse) error, timeout time.Duration) error {
 	conns, err := dial(addr, 1)
 	if err != nil {
 		return err
@@ -60,7 +61,7 @@ func probe(addr string, req *authv3.CheckRequest, timeout time.Duration) error {
 		resp, err := cli.Check(ctx, req)
 		cancel()
 		if err == nil {
-			err = allowed(resp)
+			err = check(resp)
 		}
 		if err == nil {
 			return nil

@@ -2,7 +2,9 @@ package main
 
 import (
 	"bytes"
+	"io"
 	"os"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -20,44 +22,88 @@ func TestMain(m *testing.M) {
 	os.Exit(harness.Main(m))
 }
 
-// TestHarnessSmoke runs the whole harness once, briefly, with a tiny policy
-// and policy swaps: both servers answer every request, CPU time is read, and
-// keygate reloads under load without an error.
+// TestHarnessSmoke runs the whole harness once per case, briefly, with a
+// tiny policy: both servers answer every request with an allow and CPU time
+// is read; with policy swaps keygate reloads under load without an error,
+// and with -session signed every request is a signed-in user's and keygate
+// never prints the token.
 func TestHarnessSmoke(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs keygate")
 	}
-	cfg := &config{
-		rounds:      1,
-		load:        load{warmup: 200 * time.Millisecond, duration: time.Second, concurrency: 8, connections: 2},
-		keys:        20,
-		pin:         true,
-		reloadEvery: 250 * time.Millisecond,
+	for _, tc := range []struct {
+		name       string
+		set        func(*config)
+		wantRuns   []string
+		wantReport []string
+	}{
+		{"api key, reloads", func(c *config) { c.reloadEvery = 250 * time.Millisecond },
+			[]string{floorName, keygateSrv, reloadName}, []string{"keygate ÷ floor", "CPU/req µs", "reloading ÷ steady"}},
+		{"signed session", func(c *config) { c.session = "signed" },
+			[]string{floorName, keygateSrv}, []string{"keygate ÷ floor", "CPU/req µs", "signed session (JWT, EdDSA) of alice"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			cfg := &config{
+				rounds: 1,
+				load:   load{warmup: 200 * time.Millisecond, duration: time.Second, concurrency: 8, connections: 2},
+				keys:   20,
+				pin:    true,
+			}
+			tc.set(cfg)
+			var progress bytes.Buffer
+			rep, err := bench(cfg, t.TempDir(), &progress)
+			if err != nil {
+				t.Fatalf("bench: %v\n%s", err, progress.String())
+			}
+			var got []string
+			for _, r := range rep.runs {
+				got = append(got, r.server)
+				if r.s.requests == 0 || r.s.errors != 0 {
+					t.Errorf("%s: %d requests, %d errors (first: %v); want some and none", r.server, r.s.requests, r.s.errors, r.s.firstErr)
+				}
+				if r.server == reloadName && r.reloads == 0 {
+					t.Errorf("%s: keygate reloaded the policy 0 times", r.server)
+				}
+			}
+			if !slices.Equal(got, tc.wantRuns) {
+				t.Fatalf("runs %q, want %q", got, tc.wantRuns)
+			}
+			var out bytes.Buffer
+			rep.print(&out)
+			for _, want := range tc.wantReport {
+				if !strings.Contains(out.String(), want) {
+					t.Errorf("report lacks %q:\n%s", want, out.String())
+				}
+			}
+			// keygate has exited: everything it printed is scanned for the
+			// key and the session the load sent (bench registers both).
+			for _, leak := range harness.LeakedSecrets() {
+				t.Error(leak)
+			}
+			t.Log("\n" + out.String())
+		})
 	}
-	var progress bytes.Buffer
-	rep, err := bench(cfg, t.TempDir(), &progress)
-	if err != nil {
-		t.Fatalf("bench: %v\n%s", err, progress.String())
-	}
-	if len(rep.runs) != 3 {
-		t.Fatalf("%d runs, want floor, keygate and keygate+reload", len(rep.runs))
-	}
-	for _, r := range rep.runs {
-		if r.s.requests == 0 || r.s.errors != 0 {
-			t.Errorf("%s: %d requests, %d errors (first: %v); want some and none", r.server, r.s.requests, r.s.errors, r.s.firstErr)
+}
+
+func TestParseConfigSession(t *testing.T) {
+	for _, tc := range []struct {
+		args    []string
+		wantErr string
+	}{
+		{[]string{"-session", "signed"}, ""},
+		{[]string{"-session", "opaque"}, "must be signed"},
+		{[]string{"-session", "signed", "-mode", "http"}, "gRPC rounds only"},
+		{[]string{"-session", "signed", "-soak", "1m"}, "gRPC rounds only"},
+		{[]string{"-session", "signed", "-ratelimit", "local"}, "one at a time"},
+	} {
+		_, err := parseConfig(tc.args, io.Discard)
+		switch {
+		case tc.wantErr == "" && err != nil:
+			t.Errorf("parseConfig(%q): %v", tc.args, err)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
+			t.Errorf("parseConfig(%q) = %v, want an error about %q", tc.args, err, tc.wantErr)
 		}
-		if r.server == reloadName && r.reloads == 0 {
-			t.Errorf("%s: keygate reloaded the policy 0 times", r.server)
-		}
 	}
-	var out bytes.Buffer
-	rep.print(&out)
-	for _, want := range []string{"keygate ÷ floor", "CPU/req µs", "reloading ÷ steady"} {
-		if !strings.Contains(out.String(), want) {
-			t.Errorf("report lacks %q:\n%s", want, out.String())
-		}
-	}
-	t.Log("\n" + out.String())
 }
 
 func TestParseStatTicks(t *testing.T) {

@@ -5,6 +5,7 @@
 //
 //	go run ./test/load [-rounds 5 -duration 10s -concurrency 50 -connections 10 -keys 10000]
 //	go run ./test/load -mode http [-rounds 5 -duration 10s -concurrency 50 -keys 10000]
+//	go run ./test/load -session signed | -ratelimit local|redis [-rounds 5 ...]
 //	go run ./test/load -soak 10m [-keys 5000 -concurrency 20 -connections 4]
 //
 // It builds keygate, generates a policy, starts the floor and keygate as
@@ -53,6 +54,7 @@ type config struct {
 	profileSeconds int
 	soak           time.Duration // > 0 runs a soak instead of the rounds
 	rateLimit      string        // "", local or redis: the key spends from a rate limit (ratelimit.go)
+	session        string        // "" or signed: a signed-in user's session instead of the key (session.go)
 	keygateArgs    []string      // further serve flags, set by bench
 }
 
@@ -73,6 +75,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.profile, "profile", "", "after the rounds, write CPU profiles of the floor and keygate under the same load to floor.pprof and keygate.pprof in this directory")
 	fs.IntVar(&c.profileSeconds, "profile-seconds", 10, "length of the -profile run")
 	fs.StringVar(&c.rateLimit, "ratelimit", "", "local or redis: the load's key has its own rate limit (too large to run out), counted in keygate (--ratelimit-store local) or in a redis-server the harness starts (needs redis-server); empty: no limit")
+	fs.StringVar(&c.session, "session", "", "signed: every request carries a signed session (an Ed25519 JWT made per run, verified with --session-verify-key) in the session header instead of the API key, and the load's endpoint requires a session; empty: the API key")
 	fs.DurationVar(&c.soak, "soak", 0, "if set, run a soak this long instead of the rounds: load with K_stay while the policy is rewritten every second, alternately with and without K_flip (defaults then: -keys 5000 -concurrency 20 -connections 4)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
@@ -95,6 +98,12 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 		return nil, fmt.Errorf("-mode must be grpc or http, not %q", c.mode)
 	case c.mode == "http" && c.soak > 0:
 		return nil, errors.New("-soak runs over gRPC only; drop -mode http")
+	case c.session != "" && c.session != "signed":
+		return nil, fmt.Errorf("-session must be signed, not %q", c.session)
+	case c.session != "" && (c.mode == "http" || c.soak > 0):
+		return nil, errors.New("-session runs in the gRPC rounds only; drop -mode http and -soak")
+	case c.session != "" && c.rateLimit != "":
+		return nil, errors.New("-ratelimit gives the API key its own budget and -session sends no key: run them one at a time")
 	case fs.NArg() > 0:
 		return nil, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	case c.rounds < 1, c.load.duration <= 0, c.load.warmup < 0, c.load.concurrency < 1, c.load.connections < 1:

@@ -123,6 +123,12 @@ func (r *report) print(w io.Writer) {
 		fmt.Fprintf(w, "\nkeygate load benchmark: %d rounds × %v (after %v warm-up), concurrency %d over %d connections, %d keys\n",
 			c.rounds, c.load.duration, c.load.warmup, c.load.concurrency, c.load.connections, c.keys)
 	}
+	switch {
+	case c.session != "":
+		fmt.Fprintf(w, "credential: a %s session (JWT, EdDSA) of %s in the session header, no API key; the endpoint requires a session\n", c.session, sessionUser)
+	case c.rateLimit != "":
+		fmt.Fprintf(w, "credential: the API key, with its own rate limit (-ratelimit %s)\n", c.rateLimit)
+	}
 	pin := "not pinned"
 	if r.pinned {
 		pin = "servers pinned to CPU 0, load generator to CPU 1"

@@ -174,10 +174,10 @@ func soak(cfg soakConfig, tmp string, progress io.Writer) (_ *soakResult, err er
 	}
 	defer func() { err = errors.Join(err, kg.kg.Stop()) }()
 	stayReq, flipReq := envoytest.CheckRequest(sp.stay), envoytest.CheckRequest(sp.flip)
-	if err := probe(kg.addr, stayReq, 10*time.Second); err != nil {
+	if err := probe(kg.addr, stayReq, allowed, 10*time.Second); err != nil {
 		return nil, errors.Join(err, kg.proc.ExitError())
 	}
-	if err := probe(kg.addr, flipReq, 10*time.Second); err != nil {
+	if err := probe(kg.addr, flipReq, allowed, 10*time.Second); err != nil {
 		return nil, errors.Join(err, kg.proc.ExitError())
 	}
 	fmt.Fprintf(progress, "soaking for %s: concurrency %d over %d connections, policy rewritten every %s\n",
