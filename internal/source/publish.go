@@ -32,7 +32,7 @@ func (p *publisher) publish(source string, inputs []policy.Input, readErr error,
 
 // publishSum is publish for inputs whose fingerprint the caller has taken
 // already (sum); a nil sum is taken here.
-func (p *publisher) publishSum(source string, inputs []policy.Input, sum *[32]byte, readErr error, force bool, fields ...zap.Field) (bool, error) {
+func (p *publisher) publishSum(source string, inputs []policy.Input, sum *[32]byte, readErr error, force bool, fields ...zap.Field) (published bool, err error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if readErr != nil {
@@ -42,7 +42,18 @@ func (p *publisher) publishSum(source string, inputs []policy.Input, sum *[32]by
 		p.store.Refuse(readErr)
 		return false, readErr
 	}
-	opt := policy.Options{Source: source, Pace: p.pace()}
+	// While requests are being served, the load runs beside them at idle
+	// priority if it can, and paced if not; otherwise at full speed.
+	pace := p.pace()
+	if pace != nil && runBeside(func() { published, err = p.load(source, inputs, sum, force, nil, fields) }) {
+		return published, err
+	}
+	return p.load(source, inputs, sum, force, pace, fields)
+}
+
+// load is publishSum once inputs were read, with p.mu held.
+func (p *publisher) load(source string, inputs []policy.Input, sum *[32]byte, force bool, pace func(), fields []zap.Field) (bool, error) {
+	opt := policy.Options{Source: source, Pace: pace}
 	if sum == nil {
 		s := policy.Fingerprint(inputs, opt.Pace)
 		sum = &s
@@ -92,7 +103,9 @@ func (p *publisher) pace() func() {
 	return nil
 }
 
-// A reload competes for the CPUs with the requests keygate serves. With one
+// A reload competes for the CPUs with the requests keygate serves. Where it
+// can, it runs beside them at idle priority (runBeside); where it cannot,
+// as under a one-CPU quota, the pacer keeps it out of their way. With one
 // CPU (GOMAXPROCS=1, as Go sets it under a one-CPU limit) Go runs a
 // compiling goroutine for up to 10 ms at a time and polls the network only
 // when nothing else is runnable, so a reload of a large policy would hold
