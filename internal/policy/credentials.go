@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 
 	"github.com/go-json-experiment/json/jsontext"
 )
@@ -44,7 +45,7 @@ func sessionSpec(k *Session) credSpec {
 // a time and keeps only the compiled principal, so a million keys are never
 // held twice (as documents and as principals).
 type deferredArray struct {
-	start, end int // the array's bytes in Fragment.data
+	start, end int // the array's bytes in the fragment's text
 	n          int // elements
 }
 
@@ -77,7 +78,13 @@ func (f *Fragment) eachCredential(section string, fn func(i int, k credSpec) boo
 		}
 		return nil
 	}
-	r := credDecoder{dec: jsontext.NewDecoder(bytes.NewBuffer(f.data[d.start:d.end])), interned: map[string]string{}}
+	var text io.Reader
+	if f.src != nil {
+		text = f.src.reader(int64(d.start), int64(d.end))
+	} else {
+		text = bytes.NewBuffer(f.data[d.start:d.end])
+	}
+	r := credDecoder{dec: jsontext.NewDecoder(text), interned: map[string]string{}}
 	if _, err := r.dec.ReadToken(); err != nil { // [
 		return err
 	}
@@ -288,7 +295,7 @@ func (r *credDecoder) bool() (bool, error) {
 
 // deferArray records the array (or null) at the decoder's position after
 // checking its syntax and counting its elements.
-func deferArray(dec *jsontext.Decoder, data []byte, pace func()) (*deferredArray, error) {
+func deferArray(dec *jsontext.Decoder, pace func()) (*deferredArray, error) {
 	if dec.PeekKind() == 'n' {
 		_, err := dec.ReadToken()
 		return nil, err
@@ -296,11 +303,12 @@ func deferArray(dec *jsontext.Decoder, data []byte, pace func()) (*deferredArray
 	if dec.PeekKind() != '[' {
 		return nil, &jsonError{offset: dec.InputOffset(), pointer: dec.StackPointer(), msg: kindName(dec.PeekKind()) + " has the wrong type here (want a list)"}
 	}
-	start := int(dec.InputOffset())
 	if _, err := dec.ReadToken(); err != nil {
 		return nil, err
 	}
-	d := &deferredArray{}
+	// The array starts at the "[" just read (the offset before it may stand
+	// before whitespace or the ":").
+	d := &deferredArray{start: int(dec.InputOffset()) - 1}
 	for dec.PeekKind() != ']' {
 		if err := dec.SkipValue(); err != nil {
 			return nil, err
@@ -312,10 +320,6 @@ func deferArray(dec *jsontext.Decoder, data []byte, pace func()) (*deferredArray
 	if _, err := dec.ReadToken(); err != nil {
 		return nil, err
 	}
-	d.start, d.end = start, int(dec.InputOffset())
-	// InputOffset may stand before whitespace; the array starts at "[".
-	for d.start < d.end && data[d.start] != '[' {
-		d.start++
-	}
+	d.end = int(dec.InputOffset())
 	return d, nil
 }

@@ -18,6 +18,10 @@ import (
 type Input struct {
 	Name string
 	Data []byte
+
+	// file, when set, holds the text instead of Data: a large JSON file
+	// that OpenFile or OpenDir left open.
+	file *streamFile
 }
 
 // IsPolicyFile reports whether a file name is read as a policy fragment.
@@ -49,11 +53,16 @@ func ReadPath(path string) ([]Input, error) {
 // or a symlink to one. Anything else (a directory, a FIFO, a socket, a
 // device) is refused without blocking, as is a file over MaxFragmentSize.
 func ReadFile(path string) ([]Input, error) {
-	data, err := readRegular(path)
+	return readFile(path, false)
+}
+
+// readFile is ReadFile, or OpenFile when stream is set.
+func readFile(path string, stream bool) ([]Input, error) {
+	in, err := readRegular(path, stream)
 	var pe *Error
 	switch {
 	case err == nil:
-		return []Input{{Name: path, Data: data}}, nil
+		return []Input{in}, nil
 	case errors.As(err, &pe):
 		return nil, Errors{pe}
 	}
@@ -67,12 +76,13 @@ func ReadFile(path string) ([]Input, error) {
 // directory, naming every such fragment and why: publishing the others
 // without it could open what it protects.
 func ReadDir(path string) ([]Input, error) {
-	return readDir(path, nil)
+	return readDir(path, nil, false)
 }
 
-// readDir is ReadDir; listed, if not nil, is called between the listing and
-// the reads (tests change the directory there).
-func readDir(path string, listed func(names []string)) ([]Input, error) {
+// readDir is ReadDir, or OpenDir when stream is set; listed, if not nil, is
+// called between the listing and the reads (tests change the directory
+// there).
+func readDir(path string, listed func(names []string), stream bool) ([]Input, error) {
 	d, st, err := openNonblocking(path)
 	if err != nil {
 		return nil, fmt.Errorf("read policy directory: %w", err)
@@ -101,11 +111,11 @@ func readDir(path string, listed func(names []string)) ([]Input, error) {
 	)
 	for _, n := range names {
 		p := filepath.Join(path, n)
-		data, err := readRegular(p)
+		in, err := readRegular(p, stream)
 		var pe *Error
 		switch {
 		case err == nil:
-			out = append(out, Input{Name: p, Data: data})
+			out = append(out, in)
 		case errors.Is(err, fs.ErrNotExist) && !isSymlink(p):
 			// Removed since the listing: no longer a fragment, as a
 			// listing taken now would say.
@@ -116,6 +126,7 @@ func readDir(path string, listed func(names []string)) ([]Input, error) {
 		}
 	}
 	if len(errs) > 0 {
+		CloseInputs(out)
 		return nil, errs
 	}
 	if len(out) == 0 {
@@ -143,27 +154,37 @@ func openNonblocking(path string) (*os.File, fs.FileInfo, error) {
 
 // readRegular reads a regular file (following symlinks) into a buffer of
 // its size: growing the buffer as io.ReadAll does would cost twice a large
-// file's size in memory. Anything else is refused with a policy.Error that
-// says what it is; a file that does not exist gives the fs error.
-func readRegular(path string) ([]byte, error) {
+// file's size in memory. With stream, a large JSON file is left open
+// instead (see OpenFile). Anything else is refused with a policy.Error
+// that says what it is; a file that does not exist gives the fs error.
+func readRegular(path string, stream bool) (Input, error) {
 	f, st, err := openNonblocking(path)
 	if err != nil {
-		return nil, describeOpenError(path, err)
+		return Input{}, describeOpenError(path, err)
 	}
-	defer f.Close()
+	keep := false
+	defer func() {
+		if !keep {
+			f.Close()
+		}
+	}()
 	if !st.Mode().IsRegular() {
-		return nil, &Error{File: path, Msg: "cannot read: " + describeMode(st.Mode()) + ", not a regular file"}
+		return Input{}, &Error{File: path, Msg: "cannot read: " + describeMode(st.Mode()) + ", not a regular file"}
 	}
 	if st.Size() > MaxFragmentSize {
-		return nil, &Error{File: path, Msg: fmt.Sprintf("policy is %d bytes; the limit is %d", st.Size(), MaxFragmentSize)}
+		return Input{}, &Error{File: path, Msg: fmt.Sprintf("policy is %d bytes; the limit is %d", st.Size(), MaxFragmentSize)}
+	}
+	if stream && streamed(path, st.Size()) {
+		keep = true
+		return Input{Name: path, file: newStreamFile(f, path, st)}, nil
 	}
 	// The limit holds if the file grows while it is read; Parse refuses the
 	// extra byte.
 	buf := bytes.NewBuffer(make([]byte, 0, st.Size()+bytes.MinRead))
 	if _, err := buf.ReadFrom(io.LimitReader(f, MaxFragmentSize+1)); err != nil {
-		return nil, &Error{File: path, Msg: "cannot read: " + unwrapPath(err).Error()}
+		return Input{}, &Error{File: path, Msg: "cannot read: " + unwrapPath(err).Error()}
 	}
-	return buf.Bytes(), nil
+	return Input{Name: path, Data: buf.Bytes()}, nil
 }
 
 // describeOpenError says why path could not be opened: a dangling symlink
@@ -217,13 +238,21 @@ func unwrapPath(err error) error {
 }
 
 // Load parses and compiles inputs as one policy. Errors from every input are
-// reported together.
+// reported together. A file OpenFile left open that changed in place while
+// it loaded is refused, whatever else was found.
 func Load(inputs []Input, opt Options) (*Snapshot, error) {
 	s, err := load(inputs, opt, true)
 	if errors.Is(err, errUndecodable) {
 		// Only a broken policy gets here: decoding it up front, as Parse
 		// does, says where and what is wrong.
-		return load(inputs, opt, false)
+		s, err = load(inputs, opt, false)
+	}
+	for _, in := range inputs {
+		if in.file != nil {
+			if cerr := in.file.check(); cerr != nil {
+				return nil, cerr
+			}
+		}
 	}
 	return s, err
 }
@@ -232,7 +261,18 @@ func load(inputs []Input, opt Options, deferCreds bool) (*Snapshot, error) {
 	var errs Errors
 	frags := make([]*Fragment, 0, len(inputs))
 	for _, in := range inputs {
-		f, err := parse(in.Name, in.Data, deferCreds, opt.Pace)
+		var f *Fragment
+		var err error
+		switch data := in.Data; {
+		case in.file != nil && deferCreds:
+			f, err = parseFile(in.file, opt.Pace)
+		case in.file != nil:
+			if data, err = in.file.readAll(); err == nil {
+				f, err = parse(in.Name, data, false, opt.Pace)
+			}
+		default:
+			f, err = parse(in.Name, data, deferCreds, opt.Pace)
+		}
 		if err != nil {
 			var pe Errors
 			if errors.As(err, &pe) {
@@ -252,10 +292,11 @@ func load(inputs []Input, opt Options, deferCreds bool) (*Snapshot, error) {
 
 // LoadPath reads and compiles the policy at path (a file or directory).
 func LoadPath(path string, opt Options) (*Snapshot, error) {
-	inputs, err := ReadPath(path)
+	inputs, err := openPath(path)
 	if err != nil {
 		return nil, err
 	}
+	defer CloseInputs(inputs)
 	if opt.Source == "" {
 		opt.Source = path
 	}
@@ -269,6 +310,10 @@ func Fingerprint(inputs []Input, pace func()) [32]byte {
 	const chunk = 256 << 10
 	h := sha256.New()
 	for _, in := range inputs {
+		if in.file != nil {
+			in.file.hash(h, pace)
+			continue
+		}
 		fmt.Fprintf(h, "%d:%s%d:", len(in.Name), in.Name, len(in.Data))
 		for data := in.Data; len(data) > 0; {
 			n := min(len(data), chunk)

@@ -273,7 +273,7 @@ func TestReadDirFragmentRemovedIsNotAnError(t *testing.T) {
 			t.Fatal(err)
 		}
 		writeFile(t, filepath.Join(dir, "b.yaml"), "version: 1\n")
-	})
+	}, false)
 	if err == nil || !strings.Contains(err.Error(), "no *.yaml, *.yml or *.json files") {
 		t.Errorf("read %v, %v; want the directory to read as empty", in, err)
 	}

@@ -23,6 +23,10 @@ type Fragment struct {
 	data []byte     // the source text, kept to locate semantic errors
 	root *yaml.Node // parsed from data on the first error only
 
+	// src, for a large JSON file (OpenFile), is where the text is read
+	// from instead: data is read from it only to locate an error.
+	src *streamFile
+
 	json bool // decoded as JSON: lines are found in the JSON text
 
 	// deferred are the credential arrays of a JSON fragment parsed for
@@ -56,7 +60,11 @@ func parse(name string, data []byte, deferCreds bool, pace func()) (*Fragment, e
 		if deferCreds {
 			f.deferred = map[string]*deferredArray{}
 		}
-		err := decodeJSON(data, &f.Doc, f.deferred, pace)
+		hint := 0
+		if !deferCreds {
+			hint = bytes.Count(data, []byte(`"hash"`))
+		}
+		err := decodeJSON(bytes.NewBuffer(data), &f.Doc, f.deferred, hint, pace)
 		if err == nil {
 			f.json = true
 			return f, nil
@@ -104,10 +112,10 @@ func isJSON(name string, data []byte) bool {
 // caller then lets the YAML decoder say where). It streams the top-level
 // object so that the api_keys and sessions arrays, which may hold a million
 // entries, decode element by element into slices sized up front instead of
-// being grown and copied, or, when deferred is not nil, are left for
-// Compile (see deferredArray).
-func decodeJSON(data []byte, doc *Document, deferred map[string]*deferredArray, pace func()) error {
-	dec := jsontext.NewDecoder(bytes.NewBuffer(data))
+// being grown and copied (keysHint of them for api_keys), or, when
+// deferred is not nil, are left for Compile (see deferredArray).
+func decodeJSON(r io.Reader, doc *Document, deferred map[string]*deferredArray, keysHint int, pace func()) error {
+	dec := jsontext.NewDecoder(r)
 	opts := json.RejectUnknownMembers(true)
 	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
 		return &jsonError{msg: "the policy must be a JSON object"}
@@ -120,14 +128,14 @@ func decodeJSON(data []byte, doc *Document, deferred map[string]*deferredArray, 
 		switch key := tok.String(); key {
 		case "api_keys", "sessions":
 			if deferred != nil {
-				deferred[key], err = deferArray(dec, data, pace)
+				deferred[key], err = deferArray(dec, pace)
 				break
 			}
 			if key == "sessions" {
 				err = decodeArray(dec, &doc.Sessions, 0, opts)
 				break
 			}
-			err = decodeArray(dec, &doc.APIKeys, bytes.Count(data, []byte(`"hash"`)), opts)
+			err = decodeArray(dec, &doc.APIKeys, keysHint, opts)
 		case "version":
 			err = json.UnmarshalDecode(dec, &doc.Version, opts)
 		case "settings":
@@ -244,6 +252,11 @@ func (f *Fragment) lineOf(path []any) int {
 		return 0
 	}
 	if f.json {
+		if f.data == nil && f.src != nil {
+			// An error to place in a streamed file: rare, so read it whole
+			// (a failure to is the load's error, which Load reports).
+			f.data, _ = f.src.readAll()
+		}
 		return jsonLineOf(f.data, path)
 	}
 	if f.root == nil {
