@@ -61,8 +61,9 @@ type File struct {
 	retry    time.Duration // how often to re-add a lost directory watch
 	trigger  chan struct{}
 
-	// read is policy.ReadFile or policy.ReadDir, chosen once by NewFile: a
+	// read is policy.OpenFile or policy.OpenDir, chosen once by NewFile: a
 	// path that changes kind later is refused, not read the other way.
+	// What it returns is closed (policy.CloseInputs) once loaded or skipped.
 	read        func() ([]policy.Input, error)
 	readTimeout time.Duration
 	reading     atomic.Bool // a read is in flight, perhaps stuck
@@ -102,12 +103,12 @@ func NewFile(path string, store *Store, log *zap.Logger, opts ...FileOption) *Fi
 		settle:      DefaultSettle,
 		retry:       time.Second,
 		trigger:     make(chan struct{}, 1),
-		read:        func() ([]policy.Input, error) { return policy.ReadFile(path) },
+		read:        func() ([]policy.Input, error) { return policy.OpenFile(path) },
 		readTimeout: DefaultReadTimeout,
 	}
 	if st, err := os.Stat(clean); err == nil && st.IsDir() {
 		f.dir, f.base = clean, ""
-		f.read = func() ([]policy.Input, error) { return policy.ReadDir(path) }
+		f.read = func() ([]policy.Input, error) { return policy.OpenDir(path) }
 	}
 	for _, o := range opts {
 		o(f)
@@ -117,12 +118,13 @@ func NewFile(path string, store *Store, log *zap.Logger, opts ...FileOption) *Fi
 
 // Load reads, compiles and publishes the policy, whatever was loaded before.
 // It is meant for start-up, where the caller treats an error as fatal; the
-// error is returned as policy.ReadFile, ReadDir or Load gave it
+// error is returned as policy.OpenFile, OpenDir or Load gave it
 // (policy.Errors name file and line) and is recorded in the store's status,
 // not logged.
 func (f *File) Load() error {
-	inputs, err := f.readBounded(context.Background())
-	_, err = f.pub.publish(f.path, inputs, err, true)
+	inputs, sum, err := f.readBounded(context.Background())
+	defer policy.CloseInputs(inputs)
+	_, err = f.pub.publishSum(f.path, inputs, sum, err, true)
 	return err
 }
 
@@ -180,13 +182,14 @@ func (f *File) Run(ctx context.Context) error {
 	// look reads the content and, unless it is what is in force already,
 	// keeps its fingerprint to compare with a read after f.settle.
 	look := func() {
-		inputs, err := f.readBounded(ctx)
+		inputs, taken, err := f.readBounded(ctx)
+		defer policy.CloseInputs(inputs)
 		if ctx.Err() != nil {
 			return
 		}
 		sample = nil
 		if err == nil {
-			sum := f.pub.fingerprint(inputs)
+			sum := f.sumOf(inputs, taken)
 			if f.pub.isLast(sum) {
 				f.publish(inputs, &sum, nil) // logs "policy unchanged"
 				return
@@ -248,8 +251,9 @@ func (f *File) Run(ctx context.Context) error {
 
 		case <-confirm.C:
 			settling = false
-			inputs, err := f.readBounded(ctx)
+			inputs, taken, err := f.readBounded(ctx)
 			if ctx.Err() != nil {
+				policy.CloseInputs(inputs)
 				return nil
 			}
 			if err != nil {
@@ -257,15 +261,17 @@ func (f *File) Run(ctx context.Context) error {
 				f.publish(nil, nil, err)
 				continue
 			}
-			sum := f.pub.fingerprint(inputs)
+			sum := f.sumOf(inputs, taken)
 			if sample == nil || sum != *sample {
 				// Changed with no event seen (or unreadable before): settle again.
+				policy.CloseInputs(inputs)
 				sample, settling = &sum, true
 				confirm.Reset(f.settle)
 				continue
 			}
 			sample = nil
 			f.publish(inputs, &sum, nil)
+			policy.CloseInputs(inputs)
 
 		case ev, ok := <-w.Events:
 			if !ok {
@@ -337,11 +343,12 @@ func (f *File) relevant(ev fsnotify.Event) bool {
 // content. The current snapshot stays in force on failure; nothing is
 // recorded when ctx ended the read.
 func (f *File) reload(ctx context.Context) {
-	inputs, err := f.readBounded(ctx)
+	inputs, sum, err := f.readBounded(ctx)
+	defer policy.CloseInputs(inputs)
 	if ctx.Err() != nil {
 		return
 	}
-	f.publish(inputs, nil, err)
+	f.publish(inputs, sum, err)
 }
 
 // publish hands what was read (its fingerprint sum, if taken) to the
@@ -363,33 +370,57 @@ func (f *File) publish(inputs []policy.Input, sum *[32]byte, readErr error) {
 	f.log.Error("policy reload refused; keeping the current policy", fields...)
 }
 
+// sumOf is the fingerprint of inputs: sum, if readBounded took it.
+func (f *File) sumOf(inputs []policy.Input, sum *[32]byte) [32]byte {
+	if sum != nil {
+		return *sum
+	}
+	return f.pub.fingerprint(inputs)
+}
+
 // readBounded reads the policy on a goroutine of its own and waits for it at
 // most f.readTimeout, or until ctx is done. A read that outlives the wait is
-// left to finish; until it does, later reads are refused at once rather than
-// piling up behind it.
-func (f *File) readBounded(ctx context.Context) ([]policy.Input, error) {
+// left to finish, and what it read is closed; until it does, later reads
+// are refused at once rather than piling up behind it. The caller closes
+// the inputs returned. A large file left open (policy.OpenFile) is only
+// read as it is hashed, so its fingerprint is taken on that goroutine too
+// and returned (otherwise nil): a filesystem that hangs there holds up no
+// more than a read, and the load that follows finds the file in the cache.
+func (f *File) readBounded(ctx context.Context) ([]policy.Input, *[32]byte, error) {
 	if !f.reading.CompareAndSwap(false, true) {
-		return nil, fmt.Errorf("read policy %s: an earlier read has not returned (a hung filesystem?); not reading again until it does", f.path)
+		return nil, nil, fmt.Errorf("read policy %s: an earlier read has not returned (a hung filesystem?); not reading again until it does", f.path)
 	}
 	type result struct {
 		inputs []policy.Input
+		sum    *[32]byte
 		err    error
 	}
-	done := make(chan result, 1)
+	done := make(chan result)
+	gaveUp := make(chan struct{})
 	read := f.read
 	go func() {
-		inputs, err := read()
+		var r result
+		if r.inputs, r.err = read(); r.err == nil && policy.LeftOpen(r.inputs) {
+			sum := f.pub.fingerprint(r.inputs)
+			r.sum = &sum
+		}
 		f.reading.Store(false)
-		done <- result{inputs, err}
+		select {
+		case done <- r:
+		case <-gaveUp:
+			policy.CloseInputs(r.inputs)
+		}
 	}()
 	timeout := time.NewTimer(f.readTimeout)
 	defer timeout.Stop()
 	select {
 	case r := <-done:
-		return r.inputs, r.err
+		return r.inputs, r.sum, r.err
 	case <-timeout.C:
-		return nil, fmt.Errorf("read policy %s: no answer within %v (a hung filesystem?)", f.path, f.readTimeout)
+		close(gaveUp)
+		return nil, nil, fmt.Errorf("read policy %s: no answer within %v (a hung filesystem?)", f.path, f.readTimeout)
 	case <-ctx.Done():
-		return nil, ctx.Err()
+		close(gaveUp)
+		return nil, nil, ctx.Err()
 	}
 }

@@ -66,6 +66,10 @@ func (p *publisher) load(source string, inputs []policy.Input, sum *[32]byte, fo
 	opt.Generation = p.store.NextGeneration()
 	snap, err := policy.Load(inputs, opt)
 	if err != nil {
+		// A file that changed in place (or failed) while it loaded was not
+		// read whole: its content is loaded when read again, even if it
+		// turns out to be what was fingerprinted.
+		p.seen = policy.ReadWhole(inputs)
 		p.store.Refuse(err)
 		return false, err
 	}
