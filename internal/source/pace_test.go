@@ -9,7 +9,7 @@ import (
 
 // TestReloadsYieldWhileBusy: the first load runs flat out (nothing is served
 // yet); a reload of a large policy while requests are being decided runs
-// beside them on an idle-priority thread where it can, and otherwise asks
+// beside them on a low-priority thread where it can, and otherwise asks
 // whether requests are being decided while it works, and sleeps only when
 // they are.
 func TestReloadsYieldWhileBusy(t *testing.T) {

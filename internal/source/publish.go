@@ -42,7 +42,7 @@ func (p *publisher) publishSum(source string, inputs []policy.Input, sum *[32]by
 		p.store.Refuse(readErr)
 		return false, readErr
 	}
-	// While requests are being served, the load runs beside them at idle
+	// While requests are being served, the load runs beside them at a low
 	// priority if it can, and paced if not; otherwise at full speed.
 	pace := p.pace()
 	if pace != nil && runBeside(func() { published, err = p.load(source, inputs, sum, force, nil, fields) }) {
@@ -108,7 +108,7 @@ func (p *publisher) pace() func() {
 }
 
 // A reload competes for the CPUs with the requests keygate serves. Where it
-// can, it runs beside them at idle priority (runBeside); where it cannot,
+// can, it runs beside them at a low priority (runBeside); where it cannot,
 // as under a one-CPU quota, the pacer keeps it out of their way. With one
 // CPU (GOMAXPROCS=1, as Go sets it under a one-CPU limit) Go runs a
 // compiling goroutine for up to 10 ms at a time and polls the network only
