@@ -21,6 +21,25 @@ func streamSmall(t *testing.T) {
 	t.Cleanup(func() { streamMin = old })
 }
 
+// writeOpened writes data at path and opens it as a policy file; the inputs
+// are closed when the test ends.
+func writeOpened(t *testing.T, path string, data []byte) (os.FileInfo, []Input) {
+	t.Helper()
+	if err := os.WriteFile(path, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	inputs, err := OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { CloseInputs(inputs) })
+	return st, inputs
+}
+
 // openFDs counts the process's open file descriptors.
 func openFDs(t *testing.T) int {
 	t.Helper()
@@ -186,18 +205,7 @@ func TestStreamedFileChanged(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "keys.json")
-			if err := os.WriteFile(path, data, 0o644); err != nil {
-				t.Fatal(err)
-			}
-			st, err := os.Stat(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			inputs, err := OpenFile(path)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer CloseInputs(inputs)
+			st, inputs := writeOpened(t, path, data)
 			changed := false
 			s, err := Load(inputs, Options{Pace: func() {
 				if !changed { // part-way through the syntax pass
@@ -230,18 +238,7 @@ func TestStreamedFingerprint(t *testing.T) {
 	streamSmall(t)
 	data := scalePolicy(3000)
 	path := filepath.Join(t.TempDir(), "keys.json")
-	if err := os.WriteFile(path, data, 0o644); err != nil {
-		t.Fatal(err)
-	}
-	st, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	inputs, err := OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer CloseInputs(inputs)
+	st, inputs := writeOpened(t, path, data)
 	calls := 0
 	if got, want := Fingerprint(inputs, func() { calls++ }), Fingerprint([]Input{{Name: path, Data: data}}, nil); got != want {
 		t.Error("a streamed file's fingerprint differs from its bytes'")
