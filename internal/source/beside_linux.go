@@ -27,8 +27,8 @@ var (
 // pacer allows it. A load still gets about a tenth of a CPU the requests
 // keep busy, so a reload, and the revocation it may carry, is never starved:
 // on a CPU the requests keep fully busy it takes about ten times its CPU
-// time (SCHED_IDLE would be nearer a hundred times, a minute and more for a
-// large policy).
+// time (SCHED_IDLE, a weight of 3, would be some three hundred times: a
+// minute and more for a large policy).
 //
 // It declines when adding a processor could let keygate use more CPU than it
 // may: when GOMAXPROCS is below the CPUs keygate may run on, which is how Go
