@@ -344,6 +344,17 @@ function open(dialog, from) {
   dialog.showModal();
 }
 
+// onClosed calls fn when dialog closes. The close event is dispatched after
+// close() returns, and Chromium can handle a click before it: a dialog
+// cancelled and at once opened again would get the first close's event
+// while open, and lose the key it asks about, or the secret it shows. Such
+// an event is ignored.
+function onClosed(dialog, fn) {
+  dialog.addEventListener('close', () => {
+    if (!dialog.open) fn();
+  });
+}
+
 // handOver forgets who opened dialog, for a close that moves focus itself,
 // and returns that element.
 function handOver(dialog) {
@@ -507,12 +518,12 @@ function wire() {
     });
   }
   $('secret-dialog').addEventListener('cancel', clearSecret);
-  $('add-dialog').addEventListener('close', () => restoreFocus($('add-dialog')));
-  $('revoke-dialog').addEventListener('close', () => {
+  onClosed($('add-dialog'), () => restoreFocus($('add-dialog')));
+  onClosed($('revoke-dialog'), () => {
     state.revoking = null;
     restoreFocus($('revoke-dialog'));
   });
-  $('secret-dialog').addEventListener('close', secretClosed);
+  onClosed($('secret-dialog'), secretClosed);
   start();
 }
 
