@@ -297,6 +297,12 @@ func TestOutage(t *testing.T) {
 	if took := time.Since(t0); took > 2*redissessions.DefaultLookupTimeout {
 		t.Errorf("100 lookups with Redis down took %v: they should fail at once between retries", took)
 	}
+	// The subscription learns of the outage on its own connection, a moment
+	// after the lookups may have.
+	deadline := time.Now().Add(2 * time.Second)
+	for (s.Status().Subscribed || w.resyncs() == resyncs) && time.Now().Before(deadline) {
+		time.Sleep(10 * time.Millisecond)
+	}
 	st := s.Status()
 	if st.Up || st.Subscribed || !strings.Contains(st.LastError, r.Addr) {
 		t.Errorf("status %+v with Redis down, want down, unsubscribed, an error naming Redis' address", st)
@@ -309,7 +315,7 @@ func TestOutage(t *testing.T) {
 	}
 
 	r.Restart()
-	deadline := time.Now().Add(5 * time.Second)
+	deadline = time.Now().Add(5 * time.Second)
 	for !(s.Status().Up && s.Status().Subscribed) && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
