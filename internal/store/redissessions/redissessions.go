@@ -24,6 +24,7 @@ import (
 	"net/url"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -91,6 +92,10 @@ type Store struct {
 	log      *zap.Logger
 	health   health
 	m        storeMetrics
+
+	// forget is Watch's, so that Revoke forgets on this replica before it
+	// returns instead of when its own message comes back.
+	forget atomic.Pointer[func(policy.Digest)]
 }
 
 // Open returns a store for the Redis at rawURL
@@ -363,6 +368,13 @@ func (s *Store) Revoke(ctx context.Context, sessions ...Session) (int, error) {
 	if err := s.observe(err); err != nil {
 		s.m.count(opRevoke, resultError)
 		return 0, s.wrap("revoking sessions", err)
+	}
+	if forget := s.forget.Load(); forget != nil {
+		for _, h := range digests {
+			if d, ok := parseDigestHex(h); ok {
+				(*forget)(d)
+			}
+		}
 	}
 	n := 0
 	for _, d := range dels {

@@ -266,6 +266,35 @@ func TestWatch(t *testing.T) {
 	}
 }
 
+// TestRevokeForgetsHere: the replica that revokes has forgotten the session
+// when Revoke returns, without waiting for its own invalidation to come
+// back from Redis (a Check right after the DELETE must be refused there).
+func TestRevokeForgetsHere(t *testing.T) {
+	r := startRedis(t)
+	s := open(t, r, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	w := watch(ctx, s)
+	defer func() { cancel(); w.wg.Wait() }()
+	w.waitSubscribed(t, s)
+
+	tok, sess, err := s.Create(ctx, newSession("frank", "", time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := s.Get(ctx, sess.ID)
+	if _, err := s.Revoke(ctx, *got); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case d := <-w.forgot:
+		if d != apikey.Digest(tok) {
+			t.Errorf("forgot another digest")
+		}
+	default:
+		t.Fatal("Revoke returned before this replica forgot the session")
+	}
+}
+
 // TestOutage: with Redis gone, lookups fail (fast after the first), the
 // store says it is down, and Watch resyncs; when Redis is back everything
 // recovers by itself.

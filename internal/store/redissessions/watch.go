@@ -20,12 +20,14 @@ import (
 const pingEvery = 2 * time.Second
 
 // Watch receives invalidations until ctx ends: forget is called with the
-// digest of every session revoked on any replica, and resync whenever the
+// digest of every session revoked on any replica (on this one by Revoke,
+// before it returns), and resync whenever the
 // subscription drops, since invalidations may be missed until it is back.
 // While it is down, Lookup says its answers must not be cached; each
 // attempt to subscribe again also probes Redis, so Status turns up again
 // without traffic.
 func (s *Store) Watch(ctx context.Context, forget func(policy.Digest), resync func()) {
+	s.forget.Store(&forget)
 	backoff := 50 * time.Millisecond
 	for ctx.Err() == nil {
 		established, err := s.watchOnce(ctx, forget)
@@ -81,18 +83,23 @@ func (s *Store) watchOnce(ctx context.Context, forget func(policy.Digest)) (esta
 			}
 		case *redis.Message:
 			for _, h := range strings.Fields(m.Payload) {
-				var d policy.Digest
-				if len(h) != 2*len(d) {
-					continue // not ours: keygate publishes hex digests only
+				if d, ok := parseDigestHex(h); ok { // not ours otherwise: keygate publishes hex digests only
+					forget(d)
+					s.m.invalidations.Inc()
 				}
-				if _, err := hex.Decode(d[:], []byte(h)); err != nil {
-					continue
-				}
-				forget(d)
-				s.m.invalidations.Inc()
 			}
 		}
 	}
+}
+
+// parseDigestHex reads a digest as Revoke publishes it.
+func parseDigestHex(h string) (policy.Digest, bool) {
+	var d policy.Digest
+	if len(h) != 2*len(d) {
+		return d, false
+	}
+	_, err := hex.Decode(d[:], []byte(h))
+	return d, err == nil
 }
 
 func timeout(err error) bool {
