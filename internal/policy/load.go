@@ -41,12 +41,18 @@ func IsPolicyFile(name string) bool {
 // once and calls ReadFile or ReadDir, so that a path that changes kind is a
 // refused reload, not a different policy.
 func ReadPath(path string) ([]Input, error) {
+	return readPath(path, false)
+}
+
+// readPath is ReadPath, leaving large JSON files open with stream (see
+// OpenFile).
+func readPath(path string, stream bool) ([]Input, error) {
 	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return ReadDir(path)
+		return readDir(path, nil, stream)
 	}
 	// Anything else, a dangling symlink or a loop included, is read as a
 	// file, which says what is wrong with it.
-	return ReadFile(path)
+	return readFile(path, stream)
 }
 
 // ReadFile reads the policy file at path, whatever its name: a regular file
@@ -292,7 +298,7 @@ func load(inputs []Input, opt Options, deferCreds bool) (*Snapshot, error) {
 
 // LoadPath reads and compiles the policy at path (a file or directory).
 func LoadPath(path string, opt Options) (*Snapshot, error) {
-	inputs, err := openPath(path)
+	inputs, err := readPath(path, true)
 	if err != nil {
 		return nil, err
 	}

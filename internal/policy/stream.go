@@ -38,14 +38,6 @@ func OpenDir(path string) ([]Input, error) {
 	return readDir(path, nil, true)
 }
 
-// openPath is ReadPath as OpenFile is ReadFile.
-func openPath(path string) ([]Input, error) {
-	if st, err := os.Stat(path); err == nil && st.IsDir() {
-		return OpenDir(path)
-	}
-	return OpenFile(path)
-}
-
 // CloseInputs closes the files OpenFile or OpenDir left open; inputs read
 // whole need no closing.
 func CloseInputs(inputs []Input) {
@@ -54,17 +46,6 @@ func CloseInputs(inputs []Input) {
 			in.file.f.Close()
 		}
 	}
-}
-
-// LeftOpen reports whether OpenFile or OpenDir left any input open, to be
-// read as Fingerprint and Load need it.
-func LeftOpen(inputs []Input) bool {
-	for _, in := range inputs {
-		if in.file != nil {
-			return true
-		}
-	}
-	return false
 }
 
 // ReadWhole reports whether every input was read whole by whatever read it

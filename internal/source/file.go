@@ -124,7 +124,7 @@ func NewFile(path string, store *Store, log *zap.Logger, opts ...FileOption) *Fi
 func (f *File) Load() error {
 	inputs, sum, err := f.readBounded(context.Background())
 	defer policy.CloseInputs(inputs)
-	_, err = f.pub.publishSum(f.path, inputs, sum, err, true)
+	_, err = f.pub.publishSum(f.path, inputs, &sum, err, true)
 	return err
 }
 
@@ -182,14 +182,13 @@ func (f *File) Run(ctx context.Context) error {
 	// look reads the content and, unless it is what is in force already,
 	// keeps its fingerprint to compare with a read after f.settle.
 	look := func() {
-		inputs, taken, err := f.readBounded(ctx)
+		inputs, sum, err := f.readBounded(ctx)
 		defer policy.CloseInputs(inputs)
 		if ctx.Err() != nil {
 			return
 		}
 		sample = nil
 		if err == nil {
-			sum := f.sumOf(inputs, taken)
 			if f.pub.isLast(sum) {
 				f.publish(inputs, &sum, nil) // logs "policy unchanged"
 				return
@@ -251,7 +250,7 @@ func (f *File) Run(ctx context.Context) error {
 
 		case <-confirm.C:
 			settling = false
-			inputs, taken, err := f.readBounded(ctx)
+			inputs, sum, err := f.readBounded(ctx)
 			if ctx.Err() != nil {
 				policy.CloseInputs(inputs)
 				return nil
@@ -261,7 +260,6 @@ func (f *File) Run(ctx context.Context) error {
 				f.publish(nil, nil, err)
 				continue
 			}
-			sum := f.sumOf(inputs, taken)
 			if sample == nil || sum != *sample {
 				// Changed with no event seen (or unreadable before): settle again.
 				policy.CloseInputs(inputs)
@@ -348,11 +346,11 @@ func (f *File) reload(ctx context.Context) {
 	if ctx.Err() != nil {
 		return
 	}
-	f.publish(inputs, sum, err)
+	f.publish(inputs, &sum, err)
 }
 
-// publish hands what was read (its fingerprint sum, if taken) to the
-// publisher and logs a refusal.
+// publish hands what was read (and its fingerprint sum) to the publisher
+// and logs a refusal.
 func (f *File) publish(inputs []policy.Input, sum *[32]byte, readErr error) {
 	_, err := f.pub.publishSum(f.path, inputs, sum, readErr, false)
 	if err == nil {
@@ -370,29 +368,21 @@ func (f *File) publish(inputs []policy.Input, sum *[32]byte, readErr error) {
 	f.log.Error("policy reload refused; keeping the current policy", fields...)
 }
 
-// sumOf is the fingerprint of inputs: sum, if readBounded took it.
-func (f *File) sumOf(inputs []policy.Input, sum *[32]byte) [32]byte {
-	if sum != nil {
-		return *sum
-	}
-	return f.pub.fingerprint(inputs)
-}
-
 // readBounded reads the policy on a goroutine of its own and waits for it at
 // most f.readTimeout, or until ctx is done. A read that outlives the wait is
 // left to finish, and what it read is closed; until it does, later reads
 // are refused at once rather than piling up behind it. The caller closes
-// the inputs returned. A large file left open (policy.OpenFile) is only
-// read as it is hashed, so its fingerprint is taken on that goroutine too
-// and returned (otherwise nil): a filesystem that hangs there holds up no
-// more than a read, and the load that follows finds the file in the cache.
-func (f *File) readBounded(ctx context.Context) ([]policy.Input, *[32]byte, error) {
+// the inputs returned. The fingerprint of what was read is taken on that
+// goroutine too: a large file left open (policy.OpenFile) is only read as
+// it is hashed, so a filesystem that hangs there holds up no more than a
+// read, and the load that follows finds the file in the page cache.
+func (f *File) readBounded(ctx context.Context) ([]policy.Input, [32]byte, error) {
 	if !f.reading.CompareAndSwap(false, true) {
-		return nil, nil, fmt.Errorf("read policy %s: an earlier read has not returned (a hung filesystem?); not reading again until it does", f.path)
+		return nil, [32]byte{}, fmt.Errorf("read policy %s: an earlier read has not returned (a hung filesystem?); not reading again until it does", f.path)
 	}
 	type result struct {
 		inputs []policy.Input
-		sum    *[32]byte
+		sum    [32]byte
 		err    error
 	}
 	done := make(chan result)
@@ -400,9 +390,8 @@ func (f *File) readBounded(ctx context.Context) ([]policy.Input, *[32]byte, erro
 	read := f.read
 	go func() {
 		var r result
-		if r.inputs, r.err = read(); r.err == nil && policy.LeftOpen(r.inputs) {
-			sum := f.pub.fingerprint(r.inputs)
-			r.sum = &sum
+		if r.inputs, r.err = read(); r.err == nil {
+			r.sum = f.pub.fingerprint(r.inputs)
 		}
 		f.reading.Store(false)
 		select {
@@ -418,9 +407,9 @@ func (f *File) readBounded(ctx context.Context) ([]policy.Input, *[32]byte, erro
 		return r.inputs, r.sum, r.err
 	case <-timeout.C:
 		close(gaveUp)
-		return nil, nil, fmt.Errorf("read policy %s: no answer within %v (a hung filesystem?)", f.path, f.readTimeout)
+		return nil, [32]byte{}, fmt.Errorf("read policy %s: no answer within %v (a hung filesystem?)", f.path, f.readTimeout)
 	case <-ctx.Done():
 		close(gaveUp)
-		return nil, nil, ctx.Err()
+		return nil, [32]byte{}, ctx.Err()
 	}
 }
