@@ -16,7 +16,6 @@ func TestLargeJSONErrors(t *testing.T) {
 	if len(base) <= yamlFallbackMax {
 		t.Fatalf("policy of %d bytes does not exceed yamlFallbackMax", len(base))
 	}
-	keyAt := func(i int) string { return fmt.Sprintf(`{"id": "k%d", `, i) }
 	lineOf := func(data []byte, marker string) int {
 		i := bytes.Index(data, []byte(marker))
 		if i < 0 {
@@ -24,12 +23,7 @@ func TestLargeJSONErrors(t *testing.T) {
 		}
 		return 1 + bytes.Count(data[:i], []byte("\n"))
 	}
-	edit := func(old, new string) []byte {
-		if !bytes.Contains(base, []byte(old)) {
-			t.Fatalf("%q not in policy", old)
-		}
-		return bytes.Replace(base, []byte(old), []byte(new), 1)
-	}
+	edit := func(old, new string) []byte { return editScalePolicy(t, base, old, new) }
 	tests := []struct {
 		name      string
 		data      []byte
@@ -38,25 +32,25 @@ func TestLargeJSONErrors(t *testing.T) {
 	}{
 		{
 			name:   "undeclared org",
-			data:   edit(keyAt(bad), keyAt(bad)+`"org": "nowhere", `),
+			data:   edit(scaleKeyAt(bad), scaleKeyAt(bad)+`"org": "nowhere", `),
 			marker: `"org": "nowhere"`, path: fmt.Sprintf("api_keys[%d].org", bad),
 			msg: `organization "nowhere" is not declared under tenants`,
 		},
 		{
 			name:   "unknown field",
-			data:   edit(keyAt(bad), keyAt(bad)+`"secret": "x", `),
-			marker: keyAt(bad), path: fmt.Sprintf("api_keys[%d]", bad),
+			data:   edit(scaleKeyAt(bad), scaleKeyAt(bad)+`"secret": "x", `),
+			marker: scaleKeyAt(bad), path: fmt.Sprintf("api_keys[%d]", bad),
 			msg: `unknown field "secret"`,
 		},
 		{
 			name:   "wrong type",
-			data:   edit(keyAt(bad), keyAt(bad)+`"disabled": "yes", `),
-			marker: keyAt(bad), path: fmt.Sprintf("api_keys[%d].disabled", bad),
+			data:   edit(scaleKeyAt(bad), scaleKeyAt(bad)+`"disabled": "yes", `),
+			marker: scaleKeyAt(bad), path: fmt.Sprintf("api_keys[%d].disabled", bad),
 			msg: "a string has the wrong type here (want true or false)",
 		},
 		{
 			name:   "syntax",
-			data:   edit(keyAt(bad), `{"id" "k`+fmt.Sprint(bad)+`", `),
+			data:   edit(scaleKeyAt(bad), `{"id" "k`+fmt.Sprint(bad)+`", `),
 			marker: fmt.Sprintf(`{"id" "k%d"`, bad), path: fmt.Sprintf("api_keys[%d].id", bad),
 			msg: "invalid character",
 		},

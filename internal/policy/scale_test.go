@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"fmt"
 	"strings"
@@ -24,6 +25,19 @@ func scalePolicy(n int) []byte {
 	}
 	b.WriteString("]}")
 	return []byte(b.String())
+}
+
+// scaleKeyAt is how scalePolicy's key i begins.
+func scaleKeyAt(i int) string { return fmt.Sprintf(`{"id": "k%d", `, i) }
+
+// editScalePolicy replaces the first old in base by new, failing the test
+// if base has no old.
+func editScalePolicy(t *testing.T, base []byte, old, new string) []byte {
+	t.Helper()
+	if !bytes.Contains(base, []byte(old)) {
+		t.Fatalf("%q not in policy", old)
+	}
+	return bytes.Replace(base, []byte(old), []byte(new), 1)
 }
 
 // BenchmarkLoad is parse + validate + compile of a whole policy, the work of

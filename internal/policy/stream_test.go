@@ -57,13 +57,7 @@ func TestStreamedLoad(t *testing.T) {
 	streamSmall(t)
 	const n, bad = 3000, 2000
 	base := scalePolicy(n)
-	keyAt := func(i int) string { return fmt.Sprintf(`{"id": "k%d", `, i) }
-	edit := func(old, new string) []byte {
-		if !bytes.Contains(base, []byte(old)) {
-			t.Fatalf("%q not in policy", old)
-		}
-		return bytes.Replace(base, []byte(old), []byte(new), 1)
-	}
+	edit := func(old, new string) []byte { return editScalePolicy(t, base, old, new) }
 	tests := []struct {
 		name      string
 		data      []byte
@@ -78,31 +72,31 @@ func TestStreamedLoad(t *testing.T) {
 		},
 		{
 			name:   "syntax error",
-			data:   edit(keyAt(bad), `{"id" "k`+fmt.Sprint(bad)+`", `),
+			data:   edit(scaleKeyAt(bad), `{"id" "k`+fmt.Sprint(bad)+`", `),
 			marker: fmt.Sprintf(`{"id" "k%d"`, bad), path: fmt.Sprintf("api_keys[%d].id", bad),
 			msg: "invalid character",
 		},
 		{
 			name:   "semantic error",
-			data:   edit(keyAt(bad), keyAt(bad)+`"org": "nowhere", `),
+			data:   edit(scaleKeyAt(bad), scaleKeyAt(bad)+`"org": "nowhere", `),
 			marker: `"org": "nowhere"`, path: fmt.Sprintf("api_keys[%d].org", bad),
 			msg: `organization "nowhere" is not declared under tenants`,
 		},
 		{
 			name:   "credential that does not decode",
-			data:   edit(keyAt(bad), keyAt(bad)+`"secret": "x", `),
-			marker: keyAt(bad), path: "", // worded by the YAML decoder, as a small file's
+			data:   edit(scaleKeyAt(bad), scaleKeyAt(bad)+`"secret": "x", `),
+			marker: scaleKeyAt(bad), path: "", // worded by the YAML decoder, as a small file's
 			msg: `unknown field "secret"`,
 		},
 		{
 			name:   "credential that does not decode, past the YAML re-read",
-			data:   bytes.Replace(scalePolicy(30_000), []byte(keyAt(25_000)), []byte(keyAt(25_000)+`"secret": "x", `), 1),
-			marker: keyAt(25_000), path: "api_keys[25000]",
+			data:   bytes.Replace(scalePolicy(30_000), []byte(scaleKeyAt(25_000)), []byte(scaleKeyAt(25_000)+`"secret": "x", `), 1),
+			marker: scaleKeyAt(25_000), path: "api_keys[25000]",
 			msg: `unknown field "secret"`,
 		},
 		{
 			name:   "duplicate id",
-			data:   edit(keyAt(bad), `{"id": "k7", `),
+			data:   edit(scaleKeyAt(bad), `{"id": "k7", `),
 			marker: `{"id": "k7", "hash": "sha256:` + fmt.Sprintf("%x", sha256.Sum256([]byte(fmt.Sprint("key-", bad)))), path: fmt.Sprintf("api_keys[%d]", bad),
 			msg: `duplicate credential id "k7" (first defined at `,
 		},
