@@ -20,6 +20,10 @@ type Options struct {
 	// policy loads, so that a caller serving requests on the same CPUs can
 	// let them run during a long reload.
 	Pace func()
+	// Previous, when set, is the snapshot this load replaces: credentials
+	// whose text has not changed since it was compiled are taken from it
+	// instead of decoded and compiled again (see reuse.go).
+	Previous *Snapshot
 }
 
 // paceEvery is how many credentials go between calls of Options.Pace:
@@ -139,8 +143,6 @@ func (c *compiler) compile(frags []*Fragment, opt Options) *Snapshot {
 		Source:     opt.Source,
 		LoadedAt:   time.Now().UTC(),
 		byName:     map[string]*Endpoint{},
-		keys:       make(map[Digest]*Principal, countAll(frags, "api_keys")),
-		sessions:   make(map[Digest]*Principal, countAll(frags, "sessions")),
 		orgTenant:  map[string]string{},
 	}
 	var settingsAt *loc
@@ -223,34 +225,67 @@ func (c *compiler) compile(frags []*Fragment, opt Options) *Snapshot {
 	s.Management = c.management(frags, groupIdx, len(s.groupNames))
 	s.signed = c.signedSessions(frags, tenants, groupIdx, len(s.groupNames))
 
+	s.keyCreds = countAll(frags, "api_keys")
+	s.credCtx = credContext(s.groupNames, tenants, s.orgTenant, c.limits.byName)
+	groupSets := map[string]*groupSet{}
+	if !c.reuseCredentials(s, frags, opt, tenants, groupIdx, groupSets) {
+		c.compileCredentials(s, frags, opt, tenants, groupIdx, groupSets)
+	}
+	s.tenantCount = len(tenants)
+	s.tenants = tenants
+	if c.undecodable {
+		return s // some credentials were not read; Load decodes them up front
+	}
+	for _, p := range s.creds[:s.keyCreds] {
+		if !p.Disabled && p.expiresUnix != 0 {
+			s.keyExpiries = append(s.keyExpiries, p.expiresUnix)
+		}
+	}
+	slices.Sort(s.keyExpiries)
+	return s
+}
+
+// compileCredentials compiles every credential of frags into s, reporting
+// each problem where it stands.
+func (c *compiler) compileCredentials(s *Snapshot, frags []*Fragment, opt Options, tenants map[string]bool, groupIdx map[string]int, groupSets map[string]*groupSet) {
+	nCreds := s.keyCreds + countAll(frags, "sessions")
+	s.keys = make(map[Digest]*Principal, s.keyCreds)
+	s.sessions = make(map[Digest]*Principal, nCreds-s.keyCreds)
+	s.ids = make(map[string]struct{}, nCreds)
+	if s.credSums = elementSums(frags, nCreds); s.credSums != nil {
+		s.credDigests = make([]Digest, nCreds)
+	}
 	orgKeys := map[string]int{}
 	now := s.LoadedAt.UnixNano()
-	nCreds := countAll(frags, "api_keys") + countAll(frags, "sessions")
 	// A policy may hold a million credentials: principals come from one
 	// slab, and the duplicate checks keep no location; the first place of a
 	// duplicate is looked up only when there is one.
 	slab := make([]Principal, nCreds)
-	ids := make(map[string]struct{}, nCreds)
-	groupSets := map[string]*groupSet{}
+	s.creds = make([]*Principal, nCreds)
+	next := 0 // the index in s.creds of the next credential
 	creds := func(kind Kind, section string) {
 		for _, f := range frags {
-			err := f.eachCredential(section, func(i int, spec credSpec) bool {
+			err := f.eachCredential(section, nil, func(i int, spec credSpec, _ bool) bool {
 				if opt.Pace != nil && i%paceEvery == paceEvery-1 {
 					opt.Pace()
 				}
 				cl := credLoc{f, section, i}
-				p := &slab[0]
-				slab = slab[1:]
+				p := &slab[next]
+				s.creds[next] = p
+				next++
 				d, ok := c.credential(p, kind, spec, cl, tenants, s.orgTenant, groupIdx, len(s.groupNames), groupSets)
 				if !ok {
 					return true
+				}
+				if s.credDigests != nil {
+					s.credDigests[next-1] = d
 				}
 				// Each check is one map write that either grows the map or
 				// finds a duplicate (a reload of 100,000 keys spends a fifth
 				// of its time in these maps); a duplicate fails the compile,
 				// so what it overwrote never serves.
-				n := len(ids)
-				if ids[p.ID] = struct{}{}; len(ids) == n {
+				n := len(s.ids)
+				if s.ids[p.ID] = struct{}{}; len(s.ids) == n {
 					first := findCredential(frags, func(k credSpec) bool { return k.id == p.ID })
 					c.errorf(cl.loc(), "duplicate credential id %q (first defined at %s)", p.ID, first.loc())
 					return true
@@ -284,15 +319,6 @@ func (c *compiler) compile(frags []*Fragment, opt Options) *Snapshot {
 	}
 	creds(KindAPIKey, "api_keys")
 	creds(KindSession, "sessions")
-	s.tenantCount = len(tenants)
-	s.tenants = tenants
-	for _, p := range s.keys {
-		if !p.Disabled && p.expiresUnix != 0 {
-			s.keyExpiries = append(s.keyExpiries, p.expiresUnix)
-		}
-	}
-	slices.Sort(s.keyExpiries)
-	return s
 }
 
 // findCredential is where the first credential matching ok stands, for the
@@ -301,7 +327,7 @@ func findCredential(frags []*Fragment, ok func(credSpec) bool) credLoc {
 	for _, f := range frags {
 		for _, section := range [...]string{"api_keys", "sessions"} {
 			found := -1
-			_ = f.eachCredential(section, func(i int, k credSpec) bool {
+			_ = f.eachCredential(section, nil, func(i int, k credSpec, _ bool) bool {
 				if ok(k) {
 					found = i
 				}

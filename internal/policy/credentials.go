@@ -47,6 +47,11 @@ func sessionSpec(k *Session) credSpec {
 type deferredArray struct {
 	start, end int // the array's bytes in the fragment's text
 	n          int // elements
+	// Each element's sum and where it starts in the text, so that a reload
+	// can take the compiled credentials of elements that did not change
+	// from the snapshot before it and decode only the others (reuse.go).
+	sums   []elemSum
+	starts []uint32 // offsets fit: a fragment is at most MaxFragmentSize
 }
 
 // credentialCount is how many credentials a section lists.
@@ -62,7 +67,9 @@ func (f *Fragment) credentialCount(section string) int {
 
 // eachCredential calls fn with every credential of a section in order until
 // fn returns false. An error is a deferred element that does not decode.
-func (f *Fragment) eachCredential(section string, fn func(i int, k credSpec) bool) error {
+// A deferred element that keep, when not nil, keeps (by its index and the
+// sum of its text) is not decoded: fn gets it with kept set and no spec.
+func (f *Fragment) eachCredential(section string, keep func(i int, sum elemSum) bool, fn func(i int, k credSpec, kept bool) bool) error {
 	d := f.deferred[section]
 	if d == nil {
 		for i := range f.credentialCount(section) {
@@ -72,17 +79,20 @@ func (f *Fragment) eachCredential(section string, fn func(i int, k credSpec) boo
 			} else {
 				spec = sessionSpec(&f.Doc.Sessions[i])
 			}
-			if !fn(i, spec) {
+			if !fn(i, spec, false) {
 				return nil
 			}
 		}
 		return nil
 	}
+	if keep != nil {
+		return f.eachChanged(section, d, keep, fn)
+	}
 	var text io.Reader
 	if f.src != nil {
 		text = f.src.reader(int64(d.start), int64(d.end))
 	} else {
-		text = bytes.NewBuffer(f.data[d.start:d.end])
+		text = bytes.NewReader(f.data[d.start:d.end])
 	}
 	r := credDecoder{dec: jsontext.NewDecoder(text), interned: map[string]string{}}
 	if _, err := r.dec.ReadToken(); err != nil { // [
@@ -93,7 +103,51 @@ func (f *Fragment) eachCredential(section string, fn func(i int, k credSpec) boo
 		if err := r.next(section, &spec); err != nil {
 			return fmt.Errorf("%s[%d]: %w", section, i, err)
 		}
-		if !fn(i, spec) {
+		if !fn(i, spec, false) {
+			return nil
+		}
+	}
+	return nil
+}
+
+// eachChanged is eachCredential with keep: only the elements keep does not
+// find are read and decoded, each on its own from where it starts.
+func (f *Fragment) eachChanged(section string, d *deferredArray, keep func(i int, sum elemSum) bool, fn func(i int, k credSpec, kept bool) bool) error {
+	var r credDecoder
+	var spec credSpec
+	var mem bytes.Reader
+	var blocks *blockReader // one block in memory for all: the elements are read in order
+	for i := range d.n {
+		if keep(i, d.sums[i]) {
+			if !fn(i, credSpec{}, true) {
+				return nil
+			}
+			continue
+		}
+		end := d.end - 1 // the "]"; a decoder reads one element and stops at its end
+		if i+1 < d.n {
+			end = int(d.starts[i+1])
+		}
+		var text io.Reader
+		if f.src != nil {
+			if blocks == nil {
+				blocks = f.src.reader(0, 0)
+			}
+			blocks.off, blocks.end = int64(d.starts[i]), int64(end)
+			text = blocks
+		} else {
+			mem.Reset(f.data[d.starts[i]:end])
+			text = &mem
+		}
+		if r.dec == nil {
+			r = credDecoder{dec: jsontext.NewDecoder(text), interned: map[string]string{}}
+		} else {
+			r.dec.Reset(text)
+		}
+		if err := r.next(section, &spec); err != nil {
+			return fmt.Errorf("%s[%d]: %w", section, i, err)
+		}
+		if !fn(i, spec, false) {
 			return nil
 		}
 	}
@@ -310,9 +364,12 @@ func deferArray(dec *jsontext.Decoder, pace func()) (*deferredArray, error) {
 	// before whitespace or the ":").
 	d := &deferredArray{start: int(dec.InputOffset()) - 1}
 	for dec.PeekKind() != ']' {
-		if err := dec.SkipValue(); err != nil {
+		v, err := dec.ReadValue()
+		if err != nil {
 			return nil, err
 		}
+		d.sums = append(d.sums, sumElement(v))
+		d.starts = append(d.starts, uint32(dec.InputOffset())-uint32(len(v)))
 		if d.n++; pace != nil && d.n%paceEvery == 0 {
 			pace()
 		}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -234,6 +235,29 @@ func TestFileLoadPublishes(t *testing.T) {
 		if fields[k] != v {
 			t.Errorf("field %s = %v (%T), want %v (%T)", k, fields[k], fields[k], v, v)
 		}
+	}
+}
+
+// TestFileReloadReusesCredentials: a reload takes the credentials that did
+// not change from the snapshot in force, says how many on its "policy
+// loaded" line, and serves the ones that changed as written.
+func TestFileReloadReusesCredentials(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "policy.json")
+	writeFile(t, path, jsonText(0, "k1", "k2", "k3"))
+	f, store, logs := loadTestFile(t, path)
+	writeFile(t, path, jsonText(0, "k1", "k2", "k4"))
+	if err := f.Load(); err != nil {
+		t.Fatal(err)
+	}
+	if snap := store.Current(); !hasKey(snap, "k4") || hasKey(snap, "k3") {
+		t.Errorf("after the reload k4 is served: %v, k3 is: %v; want only k4", hasKey(snap, "k4"), hasKey(snap, "k3"))
+	}
+	var reused []any
+	for _, e := range logs.FilterMessage("policy loaded").All() {
+		reused = append(reused, e.ContextMap()["credentials_reused"])
+	}
+	if want := []any{int64(0), int64(2)}; !reflect.DeepEqual(reused, want) {
+		t.Errorf("credentials_reused on the 'policy loaded' lines: %v, want %v", reused, want)
 	}
 }
 

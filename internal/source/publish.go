@@ -64,6 +64,8 @@ func (p *publisher) load(source string, inputs []policy.Input, sum *[32]byte, fo
 	}
 	p.last, p.seen = *sum, true
 	opt.Generation = p.store.NextGeneration()
+	// Credentials unchanged since the snapshot in force are taken from it.
+	opt.Previous = p.store.Current()
 	snap, err := policy.Load(inputs, opt)
 	if err != nil {
 		// A file that changed in place (or failed) while it loaded was not
@@ -81,6 +83,7 @@ func (p *publisher) load(source string, inputs []policy.Input, sum *[32]byte, fo
 		zap.Int("api_keys", c.APIKeys),
 		zap.Int("sessions", c.Sessions),
 		zap.Int("endpoints", c.Endpoints),
+		zap.Int("credentials_reused", snap.Reused()),
 	}, fields...)...)
 	return true, nil
 }

@@ -15,7 +15,10 @@ import (
 // bigJSONText is policyText's policy in JSON, padded with spaces past the
 // size from which policy.OpenFile leaves a file open and loads it from the
 // descriptor (16 MiB).
-func bigJSONText(ids ...string) string {
+func bigJSONText(ids ...string) string { return jsonText(17<<20, ids...) }
+
+// jsonText is policyText's policy in JSON with pad spaces before its end.
+func jsonText(pad int, ids ...string) string {
 	var b strings.Builder
 	b.WriteString(`{"version": 1, "tenants": [{"id": "acme", "orgs": ["acme-eu"]}], "endpoints": [{"name": "whoami", "match": {"path": "/whoami"}}], "api_keys": [`)
 	for i, id := range ids {
@@ -25,7 +28,7 @@ func bigJSONText(ids ...string) string {
 		fmt.Fprintf(&b, `{"id": %q, "hash": "sha256:%s", "tenant": "acme", "user": "bot"}`, id, keyHash(id))
 	}
 	b.WriteString("]")
-	b.WriteString(strings.Repeat(" ", 17<<20))
+	b.WriteString(strings.Repeat(" ", pad))
 	b.WriteString("}\n")
 	return b.String()
 }

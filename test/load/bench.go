@@ -126,13 +126,22 @@ func bench(cfg *config, tmp string, progress io.Writer) (_ *report, err error) {
 		if err := os.MkdirAll(cfg.profile, 0o755); err != nil {
 			return nil, err
 		}
-		for _, t := range []*target{floor, kg} {
-			fmt.Fprintf(progress, "profiling %s for %ds\n", t.name, cfg.profileSeconds)
-			cpu, err := profile(t, cfg)
+		names := []string{floorName, keygateSrv}
+		if cfg.reloadEvery > 0 {
+			names = append(names, reloadName)
+		}
+		for _, name := range names {
+			t := kg
+			if name == floorName {
+				t = floor
+			}
+			fmt.Fprintf(progress, "profiling %s for %ds\n", name, cfg.profileSeconds)
+			path := filepath.Join(cfg.profile, name+".pprof")
+			cpu, err := profile(t, cfg, path, pf, name == reloadName)
 			if err != nil {
 				return nil, err
 			}
-			rep.profiles = append(rep.profiles, profiled{t.name, filepath.Join(cfg.profile, t.name+".pprof"), cpu})
+			rep.profiles = append(rep.profiles, profiled{name, path, cpu})
 		}
 	}
 	return rep, nil
@@ -252,12 +261,17 @@ func (pf *policyFile) swapEvery(period time.Duration) func() error {
 	}
 }
 
-// profile writes a CPU profile of t under the load to dir/NAME.pprof. The run
-// is not part of the report (profiling costs CPU); it returns the run's CPU
-// time per request, to turn the profile's shares into microseconds.
-func profile(t *target, cfg *config) (float64, error) {
+// profile writes a CPU profile of t under the load to path; with swap, the
+// policy file alternates as measure's does. The run is not part of the
+// report (profiling costs CPU); it returns the run's CPU time per request,
+// to turn the profile's shares into microseconds.
+func profile(t *target, cfg *config, path string, pf *policyFile, swap bool) (float64, error) {
 	if err := settle(t.proc); err != nil {
 		return 0, err
+	}
+	stopSwap := func() error { return nil }
+	if swap {
+		stopSwap = pf.swapEvery(cfg.reloadEvery)
 	}
 	l := cfg.load
 	l.duration = time.Duration(cfg.profileSeconds) * time.Second
@@ -280,11 +294,11 @@ func profile(t *target, cfg *config) (float64, error) {
 	})
 	s, err := t.drive(l)
 	wg.Wait()
-	if err := errors.Join(err, perr); err != nil {
+	if err := errors.Join(err, perr, stopSwap()); err != nil {
 		return 0, err
 	}
 	if s.errors > 0 {
 		return 0, fmt.Errorf("profile run of %s: %d errors, first: %v", t.name, s.errors, s.firstErr)
 	}
-	return s.cpuPerRequest(), os.WriteFile(filepath.Join(cfg.profile, t.name+".pprof"), prof, 0o644)
+	return s.cpuPerRequest(), os.WriteFile(path, prof, 0o644)
 }

@@ -1,0 +1,169 @@
+package policy
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+// scaleKeyText is scalePolicy's key i with the separator after it.
+func scaleKeyText(t *testing.T, base []byte, i int) string {
+	t.Helper()
+	at := bytes.Index(base, []byte(scaleKeyAt(i)))
+	end := bytes.Index(base[at:], []byte("},\n"))
+	if at < 0 || end < 0 {
+		t.Fatalf("key %d not in policy", i)
+	}
+	return string(base[at : at+end+3])
+}
+
+// TestReloadReuses: a load given the snapshot before it compiles the same
+// snapshot as a load from scratch, or the same errors, whatever changed,
+// while taking the credentials whose text did not change from it. Both
+// for a policy read into memory and for one read from its descriptor.
+func TestReloadReuses(t *testing.T) {
+	const n = 2000
+	base := scalePolicy(n)
+	newKey := fmt.Sprintf(`{"id": "new", "hash": "sha256:%s", "tenant": "acme", "user": "svc-new", "groups": ["ops"]},`+"\n", strings.Repeat("ab", 32))
+	tests := []struct {
+		name      string
+		edit      func(t *testing.T) []byte
+		minReused int    // credentials taken from the previous snapshot
+		maxReused int    // at most
+		err       string // in the error, when the edit breaks the policy
+	}{
+		{"nothing changed", func(t *testing.T) []byte { return base }, n, n, ""},
+		{"a key's user changed", func(t *testing.T) []byte {
+			return editScalePolicy(t, base, `"user": "svc-0", `, `"user": "svc-renamed", `)
+		}, n - 1, n - 1, ""},
+		{"a key disabled", func(t *testing.T) []byte {
+			return editScalePolicy(t, base, scaleKeyAt(500), scaleKeyAt(500)+`"disabled": true, `)
+		}, n - 1, n - 1, ""},
+		{"a key removed", func(t *testing.T) []byte {
+			return editScalePolicy(t, base, scaleKeyText(t, base, 10), "")
+		}, n - 1 - rebuildAfter, n - 1, ""},
+		{"a key added first", func(t *testing.T) []byte {
+			return editScalePolicy(t, base, `"api_keys": [`, `"api_keys": [`+newKey)
+		}, n - rebuildAfter, n, ""},
+		{"a key moved to sessions", func(t *testing.T) []byte {
+			k := scaleKeyText(t, base, 3)
+			moved := editScalePolicy(t, base, k, "")
+			return append(moved[:len(moved)-1], []byte(`, "sessions": [`+strings.TrimSuffix(k, ",\n")+`]}`)...)
+		}, n - 1 - rebuildAfter, n - 1, ""},
+		{"groups reordered", func(t *testing.T) []byte {
+			return editScalePolicy(t, base, `[{"name": "sales"}, {"name": "ops"}]`, `[{"name": "ops"}, {"name": "sales"}]`)
+		}, 0, 0, ""},
+		{"an organization added", func(t *testing.T) []byte {
+			return editScalePolicy(t, base, `"orgs": ["acme-eu", "acme-us"]`, `"orgs": ["acme-eu", "acme-us", "acme-ap"]`)
+		}, 0, 0, ""},
+		{"a changed key takes another's id", func(t *testing.T) []byte {
+			return editScalePolicy(t, base, scaleKeyAt(5), scaleKeyAt(6))
+		}, 0, n, `duplicate credential id "k6"`},
+		{"a changed key names an undeclared tenant", func(t *testing.T) []byte {
+			return editScalePolicy(t, base, `"tenant": "acme", "user": "svc-7", `, `"tenant": "nope", "user": "svc-7", `)
+		}, 0, n, `tenant "nope" is not declared`},
+		{"a sixth organization key", func(t *testing.T) []byte {
+			edited := base
+			for i := 11; i <= 16; i++ {
+				edited = editScalePolicy(t, edited, fmt.Sprintf(`"user": "svc-%d", `, i), fmt.Sprintf(`"org": "acme-eu", "user": "svc-%d", `, i))
+			}
+			return edited
+		}, 0, n, `organization "acme-eu" has more than 5 active organization-level keys`},
+		{"a changed key names an unknown field", func(t *testing.T) []byte {
+			return editScalePolicy(t, base, scaleKeyAt(9), scaleKeyAt(9)+`"colour": "red", `)
+		}, 0, n, `unknown field "colour"`},
+	}
+	for _, streamed := range []bool{false, true} {
+		var path string // the streamed file, one per test
+		load := func(t *testing.T, data []byte, prev *Snapshot) (*Snapshot, error) {
+			t.Helper()
+			if !streamed {
+				return Load([]Input{{Name: "scale.json", Data: data}}, Options{Generation: 1, Previous: prev})
+			}
+			if err := os.WriteFile(path, data, 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return LoadPath(path, Options{Generation: 1, Previous: prev, Source: "scale.json"})
+		}
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("streamed=%v/%s", streamed, tt.name), func(t *testing.T) {
+				if streamed {
+					streamSmall(t)
+					path = filepath.Join(t.TempDir(), "scale.json")
+				}
+				prev, err := load(t, base, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				edited := tt.edit(t)
+				got, err := load(t, edited, prev)
+				want, wantErr := load(t, edited, nil)
+				if tt.err != "" {
+					if err == nil || wantErr == nil || !strings.Contains(err.Error(), tt.err) {
+						t.Fatalf("error %v, want one about %s", err, tt.err)
+					}
+					if g, w := linesOf(err), linesOf(wantErr); !reflect.DeepEqual(g, w) {
+						t.Errorf("errors with the previous snapshot:\n%s\nwithout:\n%s", strings.Join(g, "\n"), strings.Join(w, "\n"))
+					}
+					return
+				}
+				if err != nil || wantErr != nil {
+					t.Fatalf("errors: %v; from scratch: %v", err, wantErr)
+				}
+				if got.reused < tt.minReused || got.reused > tt.maxReused {
+					t.Errorf("reused %d credentials, want %d to %d", got.reused, tt.minReused, tt.maxReused)
+				}
+				reused := got.reused
+				got.reused, got.LoadedAt = 0, want.LoadedAt
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("the snapshot compiled with the previous one differs from the one compiled from scratch")
+				}
+				// What it reused, it can hand on in turn.
+				got.reused = reused
+				again, err := load(t, edited, got)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if c := again.Counts().APIKeys + again.Counts().Sessions; again.reused != c {
+					t.Errorf("the same policy loaded again reused %d of %d credentials", again.reused, c)
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkReload is a reload of a policy in which one key of many changed,
+// given the snapshot before it, as the sources load: against BenchmarkLoad,
+// what reusing the unchanged credentials saves.
+//
+//	go test -run '^$' -bench Reload -benchtime 20x -benchmem ./internal/policy/
+func BenchmarkReload(b *testing.B) {
+	for _, n := range []int{10_000, 100_000, 1_000_000} {
+		a := scalePolicy(n)
+		edited := bytes.Replace(a, []byte(`"user": "svc-0", `), []byte(`"user": "svc-renamed", `), 1)
+		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+			prev, err := Load([]Input{{Name: "scale.json", Data: a}}, Options{Generation: 1})
+			if err != nil {
+				b.Fatal(err)
+			}
+			texts := [2][]byte{edited, a}
+			b.ReportAllocs()
+			b.SetBytes(int64(len(a)))
+			i := 0
+			for b.Loop() {
+				s, err := Load([]Input{{Name: "scale.json", Data: texts[i%2]}}, Options{Generation: 1, Previous: prev})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if s.reused != n-1 {
+					b.Fatalf("reused %d of %d keys", s.reused, n)
+				}
+				prev, i = s, i+1
+			}
+		})
+	}
+}
