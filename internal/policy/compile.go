@@ -252,9 +252,7 @@ func (c *compiler) compileCredentials(s *Snapshot, frags []*Fragment, opt Option
 	s.keys = make(map[Digest]*Principal, s.keyCreds)
 	s.sessions = make(map[Digest]*Principal, nCreds-s.keyCreds)
 	s.ids = make(map[string]struct{}, nCreds)
-	if s.credSums = elementSums(frags, nCreds); s.credSums != nil {
-		s.credDigests = make([]Digest, nCreds)
-	}
+	s.credSums = elementSums(frags)
 	orgKeys := map[string]int{}
 	now := s.LoadedAt.UnixNano()
 	// A policy may hold a million credentials: principals come from one
@@ -276,9 +274,6 @@ func (c *compiler) compileCredentials(s *Snapshot, frags []*Fragment, opt Option
 				d, ok := c.credential(p, kind, spec, cl, tenants, s.orgTenant, groupIdx, len(s.groupNames), groupSets)
 				if !ok {
 					return true
-				}
-				if s.credDigests != nil {
-					s.credDigests[next-1] = d
 				}
 				// Each check is one map write that either grows the map or
 				// finds a duplicate (a reload of 100,000 keys spends a fifth

@@ -122,9 +122,12 @@ func (c *compiler) reuseCredentials(s *Snapshot, frags []*Fragment, opt Options,
 	}
 	nCreds := s.keyCreds + countAll(frags, "sessions")
 	creds := make([]*Principal, 0, nCreds)
-	digests := make([]Digest, 0, nCreds)
 	used := make([]bool, len(prev.creds)) // taken by an element now
-	var changed []int                     // indexes in creds of those compiled here
+	type compiled struct {
+		p *Principal
+		d Digest
+	}
+	var changed []compiled
 	errs := len(c.errs)
 	sections := [...]struct {
 		kind        Kind
@@ -148,15 +151,15 @@ func (c *compiler) reuseCredentials(s *Snapshot, frags []*Fragment, opt Options,
 					j := sec.first + keptAt
 					if ok = !used[j]; ok { // else the same text twice: a duplicate
 						used[j] = true
-						creds, digests = append(creds, prev.creds[j]), append(digests, prev.credDigests[j])
+						creds = append(creds, prev.creds[j])
 					}
 					return ok
 				}
 				p := new(Principal)
 				var d Digest
 				if d, ok = c.credential(p, sec.kind, spec, credLoc{f, sec.name, i}, tenants, s.orgTenant, groupIdx, len(s.groupNames), groupSets); ok {
-					changed = append(changed, len(creds))
-					creds, digests = append(creds, p), append(digests, d)
+					changed = append(changed, compiled{p, d})
+					creds = append(creds, p)
 				}
 				return ok
 			})
@@ -168,30 +171,33 @@ func (c *compiler) reuseCredentials(s *Snapshot, frags []*Fragment, opt Options,
 	}
 
 	// The previous snapshot's maps, less the credentials no element took,
-	// plus those compiled here: a duplicate among them gives up.
+	// plus those compiled here: a duplicate among them gives up. Finding
+	// what to delete takes a pass over the maps, which is cheaper than
+	// keeping every credential's digest for it.
 	keys, sessions, ids := maps.Clone(prev.keys), maps.Clone(prev.sessions), maps.Clone(prev.ids)
+	gone := map[*Principal]bool{}
 	for j, taken := range used {
 		if !taken {
+			gone[prev.creds[j]] = true
 			delete(ids, prev.creds[j].ID)
-			if j < prev.keyCreds {
-				delete(keys, prev.credDigests[j])
-			} else {
-				delete(sessions, prev.credDigests[j])
-			}
+		}
+	}
+	if len(gone) > 0 {
+		for _, m := range [...]map[Digest]*Principal{keys, sessions} {
+			maps.DeleteFunc(m, func(_ Digest, p *Principal) bool { return gone[p] })
 		}
 	}
 	for _, k := range changed {
-		p, d := creds[k], digests[k]
 		own, other := keys, sessions
-		if p.Kind == KindSession {
+		if k.p.Kind == KindSession {
 			own, other = other, own
 		}
 		n := len(ids)
-		if ids[p.ID] = struct{}{}; len(ids) == n {
+		if ids[k.p.ID] = struct{}{}; len(ids) == n {
 			return false
 		}
 		n = len(own)
-		if own[d] = p; len(own) == n || other[d] != nil {
+		if own[k.d] = k.p; len(own) == n || other[k.d] != nil {
 			return false
 		}
 	}
@@ -205,7 +211,7 @@ func (c *compiler) reuseCredentials(s *Snapshot, frags []*Fragment, opt Options,
 			}
 		}
 	}
-	s.creds, s.credSums, s.credDigests = creds, elementSums(frags, nCreds), digests
+	s.creds, s.credSums = creds, elementSums(frags)
 	s.keys, s.sessions, s.ids = keys, sessions, ids
 	s.reused = len(creds) - len(changed)
 	return true
@@ -214,19 +220,22 @@ func (c *compiler) reuseCredentials(s *Snapshot, frags []*Fragment, opt Options,
 // elementSums are the sums of every credential element in compile order
 // (api_keys, then sessions, each across fragments), or nil if a fragment's
 // were not deferred (YAML, or decoded whole to locate an error).
-func elementSums(frags []*Fragment, n int) []elemSum {
-	out := make([]elemSum, 0, n)
+func elementSums(frags []*Fragment) []elemSum {
+	var arrays [][]elemSum
 	for _, section := range [...]string{"api_keys", "sessions"} {
 		for _, f := range frags {
 			if f.deferred == nil {
 				return nil
 			}
-			if d := f.deferred[section]; d != nil {
-				out = append(out, d.sums...)
+			if d := f.deferred[section]; d != nil && d.n > 0 {
+				arrays = append(arrays, d.sums)
 			}
 		}
 	}
-	return out
+	if len(arrays) == 1 {
+		return arrays[0] // a million keys in one file are not copied
+	}
+	return slices.Concat(arrays...)
 }
 
 // Reused is how many credentials the load took from Options.Previous

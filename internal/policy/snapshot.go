@@ -169,13 +169,12 @@ type Snapshot struct {
 	signed      *signedSessions
 
 	// What a reload needs to reuse the compiled credentials (reuse.go).
-	creds       []*Principal        // every credential, api_keys first, in the order of the policy
-	keyCreds    int                 // how many of creds are api_keys
-	ids         map[string]struct{} // their ids
-	credSums    []elemSum           // the sums of their elements' texts; nil if not all were deferred
-	credDigests []Digest            // their digests, when credSums is not nil
-	credCtx     [32]byte            // credContext when they were compiled
-	reused      int                 // how many credentials this load took from the previous snapshot
+	creds    []*Principal        // every credential, api_keys first, in the order of the policy
+	keyCreds int                 // how many of creds are api_keys
+	ids      map[string]struct{} // their ids
+	credSums []elemSum           // the sums of their elements' texts; nil if not all were deferred
+	credCtx  [32]byte            // credContext when they were compiled
+	reused   int                 // how many credentials this load took from the previous snapshot
 }
 
 // Endpoints returns the endpoints in match order. Do not modify.
