@@ -88,9 +88,15 @@ func (p *publisher) load(source string, inputs []policy.Input, sum *[32]byte, fo
 	return true, nil
 }
 
-// fingerprint is policy.Fingerprint, paced as a load is.
-func (p *publisher) fingerprint(inputs []policy.Input) [32]byte {
-	return policy.Fingerprint(inputs, p.pace())
+// fingerprint is policy.Fingerprint, run as a load is: beside the requests
+// being served if it can, paced if not. Hashing a large policy is a good
+// part of a reload's work.
+func (p *publisher) fingerprint(inputs []policy.Input) (sum [32]byte) {
+	pace := p.pace()
+	if pace != nil && runBeside(func() { sum = policy.Fingerprint(inputs, nil) }) {
+		return sum
+	}
+	return policy.Fingerprint(inputs, pace)
 }
 
 // isLast reports whether sum is the content last published or refused, so
