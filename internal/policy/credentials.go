@@ -50,7 +50,7 @@ type deferredArray struct {
 	// Each element's sum and where it starts in the text, so that a reload
 	// can take the compiled credentials of elements that did not change
 	// from the snapshot before it and decode only the others (reuse.go).
-	sums   []elemSum
+	sums   []textSum
 	starts []uint32 // offsets fit: a fragment is at most MaxFragmentSize
 }
 
@@ -69,7 +69,7 @@ func (f *Fragment) credentialCount(section string) int {
 // fn returns false. An error is a deferred element that does not decode.
 // A deferred element that keep, when not nil, keeps (by its index and the
 // sum of its text) is not decoded: fn gets it with kept set and no spec.
-func (f *Fragment) eachCredential(section string, keep func(i int, sum elemSum) bool, fn func(i int, k credSpec, kept bool) bool) error {
+func (f *Fragment) eachCredential(section string, keep func(i int, sum textSum) bool, fn func(i int, k credSpec, kept bool) bool) error {
 	d := f.deferred[section]
 	if d == nil {
 		for i := range f.credentialCount(section) {
@@ -112,7 +112,7 @@ func (f *Fragment) eachCredential(section string, keep func(i int, sum elemSum) 
 
 // eachChanged is eachCredential with keep: only the elements keep does not
 // find are read and decoded, each on its own from where it starts.
-func (f *Fragment) eachChanged(section string, d *deferredArray, keep func(i int, sum elemSum) bool, fn func(i int, k credSpec, kept bool) bool) error {
+func (f *Fragment) eachChanged(section string, d *deferredArray, keep func(i int, sum textSum) bool, fn func(i int, k credSpec, kept bool) bool) error {
 	var r credDecoder
 	var spec credSpec
 	var mem bytes.Reader
@@ -368,7 +368,7 @@ func deferArray(dec *jsontext.Decoder, pace func()) (*deferredArray, error) {
 		if err != nil {
 			return nil, err
 		}
-		d.sums = append(d.sums, sumElement(v))
+		d.sums = append(d.sums, sumText(v))
 		d.starts = append(d.starts, uint32(dec.InputOffset())-uint32(len(v)))
 		if d.n++; pace != nil && d.n%paceEvery == 0 {
 			pace()

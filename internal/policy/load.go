@@ -310,10 +310,10 @@ func LoadPath(path string, opt Options) (*Snapshot, error) {
 }
 
 // Fingerprint identifies the content of inputs, so a reload of unchanged
-// content can be skipped. pace, if not nil, is called between chunks of
-// the hashing, as Options.Pace is during a load.
+// content can be skipped: SHA-256 over each input's name and size and the
+// textSum of each of its blocks. pace, if not nil, is called between blocks,
+// as Options.Pace is during a load.
 func Fingerprint(inputs []Input, pace func()) [32]byte {
-	const chunk = 256 << 10
 	h := sha256.New()
 	for _, in := range inputs {
 		if in.file != nil {
@@ -322,8 +322,8 @@ func Fingerprint(inputs []Input, pace func()) [32]byte {
 		}
 		fmt.Fprintf(h, "%d:%s%d:", len(in.Name), in.Name, len(in.Data))
 		for data := in.Data; len(data) > 0; {
-			n := min(len(data), chunk)
-			h.Write(data[:n])
+			n := min(len(data), streamBlock)
+			sumText(data[:n]).writeTo(h)
 			if data = data[n:]; pace != nil && len(data) > 0 {
 				pace()
 			}

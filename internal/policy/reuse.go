@@ -3,7 +3,6 @@ package policy
 import (
 	"crypto/sha256"
 	"encoding/binary"
-	"hash/maphash"
 	"maps"
 	"slices"
 )
@@ -16,18 +15,6 @@ import (
 // in the same context (credContext), and decodes only the rest. The result
 // is the snapshot a load from scratch would compile: reused credentials go
 // through the same duplicate and limit checks as decoded ones.
-
-// elemSum identifies the text of one element of a credential array: 128
-// bits of maphash with per-process seeds, so that two different texts
-// summing the same is not a risk to weigh against a disabled key staying
-// valid.
-type elemSum [2]uint64
-
-var elemSeeds = [2]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed()}
-
-func sumElement(b []byte) elemSum {
-	return elemSum{maphash.Bytes(elemSeeds[0], b), maphash.Bytes(elemSeeds[1], b)}
-}
 
 // credContext sums what compiling a credential depends on besides its own
 // text: the groups in order (a group's bit is its index), the tenants and
@@ -70,10 +57,10 @@ func credContext(groupNames []string, tenants map[string]bool, orgTenant map[str
 
 // reusable finds the elements of one section of a previous snapshot.
 type reusable struct {
-	sums   []elemSum // of the section's elements, in order
+	sums   []textSum // of the section's elements, in order
 	shift  int       // where the last element found stood, relative to its index now
 	misses int       // elements not found where expected
-	at     map[elemSum]int
+	at     map[textSum]int
 }
 
 // rebuildAfter is how many elements may be missing from where they stood
@@ -84,7 +71,7 @@ const rebuildAfter = 64
 
 // find returns the index of the element that had the text summing sum,
 // now element i of the section, or -1.
-func (r *reusable) find(i int, sum elemSum) int {
+func (r *reusable) find(i int, sum textSum) int {
 	if j := i + r.shift; j >= 0 && j < len(r.sums) && r.sums[j] == sum {
 		return j
 	}
@@ -92,7 +79,7 @@ func (r *reusable) find(i int, sum elemSum) int {
 		if r.misses++; r.misses < rebuildAfter {
 			return -1
 		}
-		r.at = make(map[elemSum]int, len(r.sums))
+		r.at = make(map[textSum]int, len(r.sums))
 		for j, s := range r.sums {
 			r.at[s] = j
 		}
@@ -140,7 +127,7 @@ func (c *compiler) reuseCredentials(s *Snapshot, frags []*Fragment, opt Options,
 		for _, f := range frags {
 			first, keptAt, ok := at, -1, true
 			at += f.credentialCount(sec.name)
-			err := f.eachCredential(sec.name, func(i int, sum elemSum) bool {
+			err := f.eachCredential(sec.name, func(i int, sum textSum) bool {
 				keptAt = prior.find(first+i, sum)
 				return keptAt >= 0
 			}, func(i int, spec credSpec, kept bool) bool {
@@ -220,8 +207,8 @@ func (c *compiler) reuseCredentials(s *Snapshot, frags []*Fragment, opt Options,
 // elementSums are the sums of every credential element in compile order
 // (api_keys, then sessions, each across fragments), or nil if a fragment's
 // were not deferred (YAML, or decoded whole to locate an error).
-func elementSums(frags []*Fragment) []elemSum {
-	var arrays [][]elemSum
+func elementSums(frags []*Fragment) []textSum {
+	var arrays [][]textSum
 	for _, section := range [...]string{"api_keys", "sessions"} {
 		for _, f := range frags {
 			if f.deferred == nil {

@@ -172,7 +172,7 @@ type Snapshot struct {
 	creds    []*Principal        // every credential, api_keys first, in the order of the policy
 	keyCreds int                 // how many of creds are api_keys
 	ids      map[string]struct{} // their ids
-	credSums []elemSum           // the sums of their elements' texts; nil if not all were deferred
+	credSums []textSum           // the sums of their elements' texts; nil if not all were deferred
 	credCtx  [32]byte            // credContext when they were compiled
 	reused   int                 // how many credentials this load took from the previous snapshot
 }

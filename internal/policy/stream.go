@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"hash"
-	"hash/maphash"
 	"io"
 	"os"
 	"strings"
@@ -76,15 +75,14 @@ type streamFile struct {
 	name string
 	size int64
 	mod  time.Time
-	seed maphash.Seed
-	sums []uint64 // per block, the hash its first read saw (|1: 0 is unread)
-	err  error    // the first failure, returned by every read after it
+	sums []textSum // per block, the sum its first read saw (|1: zero is unread)
+	err  error     // the first failure, returned by every read after it
 }
 
 func newStreamFile(f *os.File, name string, st os.FileInfo) *streamFile {
 	return &streamFile{
-		f: f, name: name, size: st.Size(), mod: st.ModTime(), seed: maphash.MakeSeed(),
-		sums: make([]uint64, (st.Size()+streamBlock-1)/streamBlock),
+		f: f, name: name, size: st.Size(), mod: st.ModTime(),
+		sums: make([]textSum, (st.Size()+streamBlock-1)/streamBlock),
 	}
 }
 
@@ -107,9 +105,10 @@ func (s *streamFile) block(i int, buf []byte) ([]byte, error) {
 	} else if err != nil {
 		return nil, s.fail("cannot read: " + unwrapPath(err).Error())
 	}
-	sum := maphash.Bytes(s.seed, buf) | 1
+	sum := sumText(buf)
+	sum[0] |= 1
 	switch s.sums[i] {
-	case 0:
+	case textSum{}:
 		s.sums[i] = sum
 	case sum:
 	default:
@@ -147,19 +146,19 @@ func (s *streamFile) readAll() ([]byte, error) {
 	return data, nil
 }
 
-// hash writes the text to h as Fingerprint hashes an input's data, calling
-// pace between blocks. A read that fails writes a mark instead of the rest:
-// Load reports the failure.
+// hash writes the file to h as Fingerprint writes an input: its name and
+// size, then each block's sum, read here (and checked by later reads).
+// pace, if not nil, is called between blocks. A read that fails writes a
+// mark instead of the rest: Load reports the failure.
 func (s *streamFile) hash(h hash.Hash, pace func()) {
 	fmt.Fprintf(h, "%d:%s%d:", len(s.name), s.name, s.size)
 	buf := make([]byte, streamBlock)
 	for i := range s.sums {
-		b, err := s.block(i, buf)
-		if err != nil {
+		if _, err := s.block(i, buf); err != nil {
 			io.WriteString(h, "\x00unread")
 			return
 		}
-		h.Write(b)
+		s.sums[i].writeTo(h)
 		if pace != nil && i < len(s.sums)-1 {
 			pace()
 		}
