@@ -252,7 +252,7 @@ func (c *compiler) compileCredentials(s *Snapshot, frags []*Fragment, opt Option
 	s.keys = make(map[Digest]*Principal, s.keyCreds)
 	s.sessions = make(map[Digest]*Principal, nCreds-s.keyCreds)
 	s.ids = make(map[string]struct{}, nCreds)
-	s.credSums = elementSums(frags)
+	s.credSums, s.credLens = elementSums(frags)
 	orgKeys := map[string]int{}
 	now := s.LoadedAt.UnixNano()
 	// A policy may hold a million credentials: principals come from one

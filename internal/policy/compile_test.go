@@ -654,7 +654,7 @@ sessions:
 			}
 			fromYAML.LoadedAt, fromJSON.LoadedAt = time.Time{}, time.Time{}
 			// Only JSON's credentials can be reused by a reload (reuse.go).
-			fromJSON.credSums = nil
+			fromJSON.credSums, fromJSON.credLens = nil, nil
 			if !reflect.DeepEqual(fromYAML, fromJSON) {
 				t.Errorf("YAML and JSON compile differently:\nYAML %+v\nJSON %+v", fromYAML, fromJSON)
 			}

@@ -52,6 +52,10 @@ type deferredArray struct {
 	// from the snapshot before it and decode only the others (reuse.go).
 	sums   []textSum
 	starts []uint32 // offsets fit: a fragment is at most MaxFragmentSize
+	lens   []uint32
+	// checked counts the elements whose syntax was checked by decoding
+	// them: all of them, unless skimmed (skim.go).
+	checked int
 }
 
 // credentialCount is how many credentials a section lists.
@@ -348,8 +352,9 @@ func (r *credDecoder) bool() (bool, error) {
 }
 
 // deferArray records the array (or null) at the decoder's position after
-// checking its syntax and counting its elements.
-func deferArray(dec *jsontext.Decoder, pace func()) (*deferredArray, error) {
+// checking its syntax and counting its elements. base is what to add to the
+// decoder's offsets for offsets in the text.
+func deferArray(dec *jsontext.Decoder, base int64, pace func()) (*deferredArray, error) {
 	if dec.PeekKind() == 'n' {
 		_, err := dec.ReadToken()
 		return nil, err
@@ -362,14 +367,16 @@ func deferArray(dec *jsontext.Decoder, pace func()) (*deferredArray, error) {
 	}
 	// The array starts at the "[" just read (the offset before it may stand
 	// before whitespace or the ":").
-	d := &deferredArray{start: int(dec.InputOffset()) - 1}
+	d := &deferredArray{start: int(base+dec.InputOffset()) - 1}
 	for dec.PeekKind() != ']' {
 		v, err := dec.ReadValue()
 		if err != nil {
 			return nil, err
 		}
 		d.sums = append(d.sums, sumText(v))
-		d.starts = append(d.starts, uint32(dec.InputOffset())-uint32(len(v)))
+		d.starts = append(d.starts, uint32(base+dec.InputOffset())-uint32(len(v)))
+		d.lens = append(d.lens, uint32(len(v)))
+		d.checked++
 		if d.n++; pace != nil && d.n%paceEvery == 0 {
 			pace()
 		}
@@ -377,6 +384,6 @@ func deferArray(dec *jsontext.Decoder, pace func()) (*deferredArray, error) {
 	if _, err := dec.ReadToken(); err != nil {
 		return nil, err
 	}
-	d.end = int(dec.InputOffset())
+	d.end = int(base + dec.InputOffset())
 	return d, nil
 }

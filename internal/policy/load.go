@@ -266,18 +266,22 @@ func Load(inputs []Input, opt Options) (*Snapshot, error) {
 func load(inputs []Input, opt Options, deferCreds bool) (*Snapshot, error) {
 	var errs Errors
 	frags := make([]*Fragment, 0, len(inputs))
+	var skim *skimmer
+	if deferCreds {
+		skim = newSkimmer(opt.Previous)
+	}
 	for _, in := range inputs {
 		var f *Fragment
 		var err error
 		switch data := in.Data; {
 		case in.file != nil && deferCreds:
-			f, err = parseFile(in.file, opt.Pace)
+			f, err = parseFile(in.file, opt.Pace, skim)
 		case in.file != nil:
 			if data, err = in.file.readAll(); err == nil {
-				f, err = parse(in.Name, data, false, opt.Pace)
+				f, err = parse(in.Name, data, false, opt.Pace, nil)
 			}
 		default:
-			f, err = parse(in.Name, data, deferCreds, opt.Pace)
+			f, err = parse(in.Name, data, deferCreds, opt.Pace, skim)
 		}
 		if err != nil {
 			var pe Errors
@@ -311,7 +315,7 @@ func LoadPath(path string, opt Options) (*Snapshot, error) {
 
 // Fingerprint identifies the content of inputs, so a reload of unchanged
 // content can be skipped: SHA-256 over each input's name and size and the
-// textSum of each of its blocks. pace, if not nil, is called between blocks,
+// blockSum of each of its blocks. pace, if not nil, is called between blocks,
 // as Options.Pace is during a load.
 func Fingerprint(inputs []Input, pace func()) [32]byte {
 	h := sha256.New()
@@ -323,7 +327,7 @@ func Fingerprint(inputs []Input, pace func()) [32]byte {
 		fmt.Fprintf(h, "%d:%s%d:", len(in.Name), in.Name, len(in.Data))
 		for data := in.Data; len(data) > 0; {
 			n := min(len(data), streamBlock)
-			sumText(data[:n]).writeTo(h)
+			blockSum(data[:n]).writeTo(h)
 			if data = data[n:]; pace != nil && len(data) > 0 {
 				pace()
 			}

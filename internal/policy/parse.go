@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"regexp"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,13 +43,13 @@ const MaxFragmentSize = 512 << 20
 // Parse decodes one YAML or JSON policy source strictly: an unknown field is
 // an error that names its line.
 func Parse(name string, data []byte) (*Fragment, error) {
-	return parse(name, data, false, nil)
+	return parse(name, data, false, nil, nil)
 }
 
 // parse is Parse; with deferCreds, the credential arrays of a JSON source
 // are only checked and counted, for Compile to decode one by one (calling
-// pace as Options.Pace says).
-func parse(name string, data []byte, deferCreds bool, pace func()) (*Fragment, error) {
+// pace as Options.Pace says), skimmed when skim is not nil.
+func parse(name string, data []byte, deferCreds bool, pace func(), skim *skimmer) (*Fragment, error) {
 	if len(data) > MaxFragmentSize {
 		return nil, Errors{{File: name, Msg: fmt.Sprintf("policy is %d bytes; the limit is %d", len(data), MaxFragmentSize)}}
 	}
@@ -64,8 +65,17 @@ func parse(name string, data []byte, deferCreds bool, pace func()) (*Fragment, e
 		if !deferCreds {
 			hint = bytes.Count(data, []byte(`"hash"`))
 		}
-		err := decodeJSON(bytes.NewBuffer(data), &f.Doc, f.deferred, hint, pace)
+		var sk *skimming
+		if deferCreds && skim != nil {
+			sk = &skimming{skimmer: skim, text: fragmentText{data: data}}
+		}
+		err := decodeJSON(bytes.NewBuffer(data), &f.Doc, f.deferred, hint, pace, sk)
+		if err != nil && sk != nil {
+			f.Doc, f.deferred = Document{}, map[string]*deferredArray{}
+			err = decodeJSON(bytes.NewBuffer(data), &f.Doc, f.deferred, hint, pace, nil)
+		}
 		if err == nil {
+			skim.skimmed(f)
 			f.json = true
 			return f, nil
 		}
@@ -114,21 +124,40 @@ func isJSON(name string, data []byte) bool {
 // entries, decode element by element into slices sized up front instead of
 // being grown and copied (keysHint of them for api_keys), or, when
 // deferred is not nil, are left for Compile (see deferredArray).
-func decodeJSON(r io.Reader, doc *Document, deferred map[string]*deferredArray, keysHint int, pace func()) error {
+//
+// With sk, the deferred arrays are skimmed (skim.go), and any error is
+// errSkim or worded for no one: decoding again without sk says what it is.
+func decodeJSON(r io.Reader, doc *Document, deferred map[string]*deferredArray, keysHint int, pace func(), sk *skimming) error {
 	dec := jsontext.NewDecoder(r)
+	var base int64 // what to add to dec's offsets for offsets in the text
 	opts := json.RejectUnknownMembers(true)
 	if tok, err := dec.ReadToken(); err != nil || tok.Kind() != '{' {
 		return &jsonError{msg: "the policy must be a JSON object"}
 	}
+	var seen []string // the names read, which a decoder resumed after skimming does not know
 	for dec.PeekKind() != '}' {
 		tok, err := dec.ReadToken()
 		if err != nil {
 			return err
 		}
-		switch key := tok.String(); key {
+		key := tok.String()
+		if sk != nil {
+			if slices.Contains(seen, key) {
+				return errSkim
+			}
+			seen = append(seen, key)
+		}
+		switch key {
 		case "api_keys", "sessions":
+			if deferred != nil && sk != nil {
+				var end int64
+				if deferred[key], end, err = sk.text.skimArray(base+dec.InputOffset(), sk.sections[key], pace); err == nil {
+					dec, base, err = sk.text.resumeAfter(end)
+				}
+				break
+			}
 			if deferred != nil {
-				deferred[key], err = deferArray(dec, pace)
+				deferred[key], err = deferArray(dec, base, pace)
 				break
 			}
 			if key == "sessions" {

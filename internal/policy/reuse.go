@@ -69,6 +69,15 @@ type reusable struct {
 // none, and indexing a million sums costs more than decoding a few edits.
 const rebuildAfter = 64
 
+// guess returns the index of the element that element i of the section
+// would be if the elements moved as those found last did, or -1.
+func (r *reusable) guess(i int) int {
+	if j := i + r.shift; j >= 0 && j < len(r.sums) {
+		return j
+	}
+	return -1
+}
+
 // find returns the index of the element that had the text summing sum,
 // now element i of the section, or -1.
 func (r *reusable) find(i int, sum textSum) int {
@@ -198,31 +207,33 @@ func (c *compiler) reuseCredentials(s *Snapshot, frags []*Fragment, opt Options,
 			}
 		}
 	}
-	s.creds, s.credSums = creds, elementSums(frags)
+	s.creds = creds
+	s.credSums, s.credLens = elementSums(frags)
 	s.keys, s.sessions, s.ids = keys, sessions, ids
 	s.reused = len(creds) - len(changed)
 	return true
 }
 
-// elementSums are the sums of every credential element in compile order
+// elementSums are the sums and lengths of every credential element in compile order
 // (api_keys, then sessions, each across fragments), or nil if a fragment's
 // were not deferred (YAML, or decoded whole to locate an error).
-func elementSums(frags []*Fragment) []textSum {
-	var arrays [][]textSum
+func elementSums(frags []*Fragment) ([]textSum, []uint32) {
+	var sums [][]textSum
+	var lens [][]uint32
 	for _, section := range [...]string{"api_keys", "sessions"} {
 		for _, f := range frags {
 			if f.deferred == nil {
-				return nil
+				return nil, nil
 			}
 			if d := f.deferred[section]; d != nil && d.n > 0 {
-				arrays = append(arrays, d.sums)
+				sums, lens = append(sums, d.sums), append(lens, d.lens)
 			}
 		}
 	}
-	if len(arrays) == 1 {
-		return arrays[0] // a million keys in one file are not copied
+	if len(sums) == 1 {
+		return sums[0], lens[0] // a million keys in one file are not copied
 	}
-	return slices.Concat(arrays...)
+	return slices.Concat(sums...), slices.Concat(lens...)
 }
 
 // Reused is how many credentials the load took from Options.Previous

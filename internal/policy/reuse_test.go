@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -23,8 +24,9 @@ func scaleKeyText(t *testing.T, base []byte, i int) string {
 
 // TestReloadReuses: a load given the snapshot before it compiles the same
 // snapshot as a load from scratch, or the same errors, whatever changed,
-// while taking the credentials whose text did not change from it. Both
-// for a policy read into memory and for one read from its descriptor.
+// while taking the credentials whose text did not change from it (and
+// skimming them, skim.go). Both for a policy read into memory and for one
+// read from its descriptor.
 func TestReloadReuses(t *testing.T) {
 	const n = 2000
 	base := scalePolicy(n)
@@ -73,6 +75,24 @@ func TestReloadReuses(t *testing.T) {
 			}
 			return edited
 		}, 0, n, `organization "acme-eu" has more than 5 active organization-level keys`},
+		{"sessions null", func(t *testing.T) []byte {
+			return slices.Concat(base[:len(base)-1], []byte(`, "sessions": null}`))
+		}, n, n, ""},
+		{"the keys reformatted", func(t *testing.T) []byte {
+			return bytes.ReplaceAll(base, []byte("},\n{"), []byte("} ,\r\n\t {"))
+		}, n, n, ""},
+		{"a trailing comma after the last key", func(t *testing.T) []byte {
+			return editScalePolicy(t, base, "]}]}", "]},\n]}")
+		}, 0, n, `invalid character ','`},
+		{"an unchanged key followed by junk", func(t *testing.T) []byte {
+			return editScalePolicy(t, base, "},\n"+scaleKeyAt(21), "} x,\n"+scaleKeyAt(21))
+		}, 0, n, `invalid character 'x'`},
+		{"a changed key that is not JSON", func(t *testing.T) []byte {
+			return editScalePolicy(t, base, `"user": "svc-30", `, `"user": "svc-30, `)
+		}, 0, n, `invalid character`},
+		{"api_keys twice", func(t *testing.T) []byte {
+			return editScalePolicy(t, base, `"endpoints": [`, `"api_keys": [], "endpoints": [`)
+		}, 0, n, `"api_keys" already defined`},
 		{"a changed key names an unknown field", func(t *testing.T) []byte {
 			return editScalePolicy(t, base, scaleKeyAt(9), scaleKeyAt(9)+`"colour": "red", `)
 		}, 0, n, `unknown field "colour"`},
@@ -130,6 +150,67 @@ func TestReloadReuses(t *testing.T) {
 				}
 				if c := again.Counts().APIKeys + again.Counts().Sessions; again.reused != c {
 					t.Errorf("the same policy loaded again reused %d of %d credentials", again.reused, c)
+				}
+			})
+		}
+	}
+}
+
+// TestSkim: the syntax pass of a reload decodes only the elements whose
+// text is not one the previous snapshot loaded, in memory and streamed.
+func TestSkim(t *testing.T) {
+	const n = 2000
+	base := scalePolicy(n)
+	tests := []struct {
+		name     string
+		edit     func(t *testing.T) []byte
+		min, max int // elements checked by decoding
+	}{
+		{"unchanged", func(t *testing.T) []byte { return base }, 0, 0},
+		{"unchanged, sessions null", func(t *testing.T) []byte {
+			return slices.Concat(base[:len(base)-1], []byte(`, "sessions": null}`))
+		}, 0, 0},
+		{"one key changed", func(t *testing.T) []byte {
+			return editScalePolicy(t, base, `"user": "svc-700", `, `"user": "svc-seven", `)
+		}, 1, 1},
+		{"one key removed", func(t *testing.T) []byte {
+			return editScalePolicy(t, base, scaleKeyText(t, base, 10), "")
+		}, 1, rebuildAfter + 1},
+		{"every key changed", func(t *testing.T) []byte {
+			return bytes.ReplaceAll(base, []byte(`"tenant": "acme"`), []byte(`"tenant":"acme"`))
+		}, n, n},
+	}
+	for _, streamed := range []bool{false, true} {
+		for _, tt := range tests {
+			t.Run(fmt.Sprintf("streamed=%v/%s", streamed, tt.name), func(t *testing.T) {
+				prev, err := Load([]Input{{Name: "scale.json", Data: base}}, Options{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				edited := tt.edit(t)
+				var f *Fragment
+				if streamed {
+					streamSmall(t)
+					_, inputs := writeOpened(t, filepath.Join(t.TempDir(), "scale.json"), edited)
+					f, err = parseFile(inputs[0].file, nil, newSkimmer(prev))
+				} else {
+					f, err = parse("scale.json", edited, true, nil, newSkimmer(prev))
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				d := f.deferred["api_keys"]
+				if d.checked < tt.min || d.checked > tt.max {
+					t.Errorf("%d of %d elements checked by decoding, want %d to %d", d.checked, d.n, tt.min, tt.max)
+				}
+				// Skimmed or not, the elements are where decoding finds them.
+				whole, err := parse("scale.json", edited, true, nil, nil)
+				if err != nil {
+					t.Fatal(err)
+				}
+				w := whole.deferred["api_keys"]
+				if d.n != w.n || d.start != w.start || d.end != w.end || !slices.Equal(d.starts, w.starts) || !slices.Equal(d.lens, w.lens) || !slices.Equal(d.sums, w.sums) {
+					t.Errorf("skimmed array [%d,%d) of %d differs from the decoded one [%d,%d) of %d", d.start, d.end, d.n, w.start, w.end, w.n)
 				}
 			})
 		}

@@ -173,6 +173,7 @@ type Snapshot struct {
 	keyCreds int                 // how many of creds are api_keys
 	ids      map[string]struct{} // their ids
 	credSums []textSum           // the sums of their elements' texts; nil if not all were deferred
+	credLens []uint32            // the lengths of those texts
 	credCtx  [32]byte            // credContext when they were compiled
 	reused   int                 // how many credentials this load took from the previous snapshot
 }

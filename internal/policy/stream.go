@@ -75,7 +75,7 @@ type streamFile struct {
 	name string
 	size int64
 	mod  time.Time
-	sums []textSum // per block, the sum its first read saw (|1: zero is unread)
+	sums []textSum // per block, the blockSum its first read saw (zero: unread)
 	err  error     // the first failure, returned by every read after it
 }
 
@@ -105,8 +105,7 @@ func (s *streamFile) block(i int, buf []byte) ([]byte, error) {
 	} else if err != nil {
 		return nil, s.fail("cannot read: " + unwrapPath(err).Error())
 	}
-	sum := sumText(buf)
-	sum[0] |= 1
+	sum := blockSum(buf)
 	switch s.sums[i] {
 	case textSum{}:
 		s.sums[i] = sum
@@ -201,18 +200,27 @@ func (r *blockReader) Read(p []byte) (int, error) {
 
 // parseFile is parse for a streamed JSON file: its text is read as it is
 // decoded, and the credential arrays are left for Compile to read from the
-// file again (deferredArray). A text that does not decode is read whole
+// file again (deferredArray), skimmed when skim is not nil. A text that does not decode is read whole
 // and parsed as in memory, which locates and words the error as for any
 // other file.
-func parseFile(s *streamFile, pace func()) (*Fragment, error) {
+func parseFile(s *streamFile, pace func(), skim *skimmer) (*Fragment, error) {
 	f := &Fragment{Name: s.name, src: s, json: true, deferred: map[string]*deferredArray{}}
-	err := decodeJSON(s.reader(0, s.size), &f.Doc, f.deferred, 0, pace)
+	var sk *skimming
+	if skim != nil {
+		sk = &skimming{skimmer: skim, text: fragmentText{src: s}}
+	}
+	err := decodeJSON(s.reader(0, s.size), &f.Doc, f.deferred, 0, pace, sk)
+	if err != nil && sk != nil {
+		f.Doc, f.deferred = Document{}, map[string]*deferredArray{}
+		err = decodeJSON(s.reader(0, s.size), &f.Doc, f.deferred, 0, pace, nil)
+	}
 	if err == nil {
+		skim.skimmed(f)
 		return f, nil
 	}
 	data, rerr := s.readAll()
 	if rerr != nil {
 		return nil, rerr
 	}
-	return parse(s.name, data, true, nil)
+	return parse(s.name, data, true, nil, nil)
 }

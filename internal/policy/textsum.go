@@ -22,6 +22,15 @@ func sumText(b []byte) textSum {
 	return textSum{maphash.Bytes(textSeeds[0], b), maphash.Bytes(textSeeds[1], b)}
 }
 
+// blockSum is the sum of a block of a policy's text, as its fingerprint
+// takes it and a streamed file's later reads must match it: never zero, so
+// that zero can mean a block not read yet.
+func blockSum(b []byte) textSum {
+	s := sumText(b)
+	s[0] |= 1
+	return s
+}
+
 // writeTo writes the sum to h.
 func (s textSum) writeTo(h hash.Hash) {
 	var b [16]byte
