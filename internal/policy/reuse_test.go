@@ -156,6 +156,35 @@ func TestReloadReuses(t *testing.T) {
 	}
 }
 
+// TestReloadReusesAcrossFragments: keys are found again across the
+// fragments of a policy, when an edit in the first moves those of the next.
+func TestReloadReusesAcrossFragments(t *testing.T) {
+	const n = 2000
+	all := scalePolicy(n)
+	cut := bytes.Index(all, []byte(",\n"+scaleKeyAt(n/2)))
+	first := slices.Concat(all[:cut], []byte("]}"))
+	second := slices.Concat([]byte(`{"version": 1, "api_keys": [`), all[cut+2:])
+	load := func(first, second []byte, prev *Snapshot) *Snapshot {
+		t.Helper()
+		s, err := Load([]Input{{Name: "a.json", Data: first}, {Name: "b.json", Data: second}}, Options{Previous: prev})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	prev := load(first, second, nil)
+	first = editScalePolicy(t, first, scaleKeyText(t, first, 10), "")
+	second = editScalePolicy(t, second, `"user": "svc-500", `, `"user": "svc-five-hundred", `) // key 1500
+	got, want := load(first, second, prev), load(first, second, nil)
+	if got.reused < n-2-rebuildAfter || got.reused > n-2 {
+		t.Errorf("reused %d of %d keys, want %d to %d", got.reused, n-1, n-2-rebuildAfter, n-2)
+	}
+	got.reused, got.LoadedAt = 0, want.LoadedAt
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("the snapshot compiled with the previous one differs from the one compiled from scratch")
+	}
+}
+
 // TestSkim: the syntax pass of a reload decodes only the elements whose
 // text is not one the previous snapshot loaded, in memory and streamed.
 func TestSkim(t *testing.T) {
