@@ -176,7 +176,7 @@ func (t *fragmentText) skimArray(off int64, g *skimGuide, pace func()) (*deferre
 			d.checked++
 			g.prior.find(i, sum) // follows an element inserted or removed
 		}
-		d.sums, d.starts, d.lens = append(d.sums, sum), append(d.starts, uint32(off)), append(d.lens, uint32(n))
+		d.add(sum, off, n)
 		if d.n++; pace != nil && d.n%paceEvery == 0 {
 			pace()
 		}
