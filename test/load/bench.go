@@ -48,11 +48,12 @@ func bench(cfg *config, tmp string, progress io.Writer) (_ *report, err error) {
 	if err != nil {
 		return nil, err
 	}
-	pf := &policyFile{path: filepath.Join(tmp, "policy.json")}
-	if pf.variants[0], pf.variants[1], err = bp.variants(); err != nil {
+	a, b, err := bp.variants()
+	if err != nil {
 		return nil, err
 	}
-	if err := writeFile(pf.path, pf.variants[0]); err != nil {
+	pf, err := newPolicyFile(filepath.Join(tmp, "policy.json"), a, b)
+	if err != nil {
 		return nil, err
 	}
 	harness.RegisterSecret(bp.key, "the load's API key")
@@ -226,15 +227,46 @@ func measure(t *target, cfg *config, pf *policyFile, swap bool) (result, error) 
 }
 
 // policyFile is the policy keygate serves, in two variants with the same
-// keys; cur is the one on disk.
+// keys, each written once to a file beside it; cur is the one in place. A
+// swap renames a new hard link to the other variant over the policy, so it
+// writes no data: writing the 20 MB of 100,000 keys every second, on the
+// load generator's CPU, put the harness's own work into the latencies of
+// the reload runs.
 type policyFile struct {
 	path     string
-	variants [2][]byte
+	variants [2]string
 	cur      int
 }
 
-// swapEvery writes the other variant over the file every period until the
-// returned function is called; that function reports the first write error.
+func newPolicyFile(path string, a, b []byte) (*policyFile, error) {
+	pf := &policyFile{path: path}
+	for i, data := range [][]byte{a, b} {
+		pf.variants[i] = filepath.Join(filepath.Dir(path), fmt.Sprintf(".variant-%d.json", i))
+		if err := os.WriteFile(pf.variants[i], data, 0o644); err != nil {
+			return nil, err
+		}
+	}
+	return pf, pf.use(0)
+}
+
+// use puts variant i in place, atomically.
+func (pf *policyFile) use(i int) error {
+	link := pf.path + ".swap"
+	if err := os.Remove(link); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	if err := os.Link(pf.variants[i], link); err != nil {
+		return err
+	}
+	if err := os.Rename(link, pf.path); err != nil {
+		return err
+	}
+	pf.cur = i
+	return nil
+}
+
+// swapEvery puts the other variant in place every period until the
+// returned function is called; that function reports the first error.
 func (pf *policyFile) swapEvery(period time.Duration) func() error {
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -248,10 +280,9 @@ func (pf *policyFile) swapEvery(period time.Duration) func() error {
 				return
 			case <-tick.C:
 			}
-			if err = writeFile(pf.path, pf.variants[1-pf.cur]); err != nil {
+			if err = pf.use(1 - pf.cur); err != nil {
 				return
 			}
-			pf.cur = 1 - pf.cur
 		}
 	})
 	return func() error {
