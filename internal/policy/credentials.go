@@ -132,8 +132,8 @@ func (f *Fragment) eachCredential(section string, keep func(i int, sum textSum) 
 func (f *Fragment) eachChanged(section string, d *deferredArray, keep func(i int, sum textSum) bool, fn func(i int, k credSpec, kept bool) bool) error {
 	var r credDecoder
 	var spec credSpec
-	var mem bytes.Reader
-	var blocks *blockReader // one block in memory for all: the elements are read in order
+	text := fragmentText{data: f.data, src: f.src} // one block in memory for all: the elements are read in order
+	var elem bytes.Reader
 	for i := range d.n {
 		if keep(i, d.sums[i]) {
 			if !fn(i, credSpec{}, true) {
@@ -141,25 +141,15 @@ func (f *Fragment) eachChanged(section string, d *deferredArray, keep func(i int
 			}
 			continue
 		}
-		end := d.end - 1 // the "]"; a decoder reads one element and stops at its end
-		if i+1 < d.n {
-			end = int(d.starts[i+1])
+		b, err := text.bytes(int64(d.starts[i]), int(d.lens[i]))
+		if err != nil {
+			return err
 		}
-		var text io.Reader
-		if f.src != nil {
-			if blocks == nil {
-				blocks = f.src.reader(0, 0)
-			}
-			blocks.off, blocks.end = int64(d.starts[i]), int64(end)
-			text = blocks
-		} else {
-			mem.Reset(f.data[d.starts[i]:end])
-			text = &mem
-		}
+		elem.Reset(b)
 		if r.dec == nil {
-			r = credDecoder{dec: jsontext.NewDecoder(text), interned: map[string]string{}}
+			r = credDecoder{dec: jsontext.NewDecoder(&elem), interned: map[string]string{}}
 		} else {
-			r.dec.Reset(text)
+			r.dec.Reset(&elem)
 		}
 		if err := r.next(section, &spec); err != nil {
 			return fmt.Errorf("%s[%d]: %w", section, i, err)
