@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -218,15 +219,25 @@ func TestSkim(t *testing.T) {
 				}
 				edited := tt.edit(t)
 				var f *Fragment
+				var inputs []Input
 				if streamed {
 					streamSmall(t)
-					_, inputs := writeOpened(t, filepath.Join(t.TempDir(), "scale.json"), edited)
+					_, inputs = writeOpened(t, filepath.Join(t.TempDir(), "scale.json"), edited)
+				}
+				var before, after runtime.MemStats
+				runtime.ReadMemStats(&before)
+				if streamed {
 					f, err = parseFile(inputs[0].file, nil, newSkimmer(prev))
 				} else {
 					f, err = parse("scale.json", edited, true, nil, newSkimmer(prev))
 				}
+				runtime.ReadMemStats(&after)
 				if err != nil {
 					t.Fatal(err)
+				}
+				// A changed element costs no buffer of its own.
+				if allocated := after.TotalAlloc - before.TotalAlloc; allocated > 4*uint64(len(edited))+2*streamBlock {
+					t.Errorf("skimming a %d-byte policy allocated %d bytes", len(edited), allocated)
 				}
 				d := f.deferred["api_keys"]
 				if d.checked < tt.min || d.checked > tt.max {

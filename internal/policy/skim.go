@@ -70,8 +70,9 @@ func (s *skimmer) skimmed(f *Fragment) {
 type fragmentText struct {
 	data    []byte
 	src     *streamFile
-	blocks  *blockReader
+	blocks  *blockReader // for bytes
 	scratch []byte
+	rest    *blockReader // for restFrom
 }
 
 func (t *fragmentText) size() int64 {
@@ -103,12 +104,19 @@ func (t *fragmentText) bytes(off int64, n int) ([]byte, error) {
 	return t.scratch, nil
 }
 
-// from reads the text from off to its end.
-func (t *fragmentText) from(off int64) io.Reader {
-	if t.src != nil {
-		return t.src.reader(off, t.src.size)
+// restFrom reads the text from off to its end, for a decoder (which reads
+// a few KiB ahead) to check the element there. The reader of a streamed
+// file is the same on every call, only moved: an array of changed elements
+// must not cost a block buffer each.
+func (t *fragmentText) restFrom(off int64) io.Reader {
+	if t.src == nil {
+		return bytes.NewBuffer(t.data[off:]) // the decoder reads it in place
 	}
-	return bytes.NewReader(t.data[off:])
+	if t.rest == nil {
+		t.rest = t.src.reader(0, 0)
+	}
+	t.rest.off, t.rest.end = off, t.src.size
+	return t.rest
 }
 
 // skipSpace returns the offset of the first byte at or after off that is
@@ -164,9 +172,9 @@ func (t *fragmentText) skimArray(off int64, g *skimGuide, pace func()) (*deferre
 		}
 		if n == 0 {
 			if check == nil {
-				check = jsontext.NewDecoder(t.from(off))
+				check = jsontext.NewDecoder(t.restFrom(off))
 			} else {
-				check.Reset(t.from(off))
+				check.Reset(t.restFrom(off))
 			}
 			v, err := check.ReadValue()
 			if err != nil {
@@ -203,7 +211,11 @@ func (t *fragmentText) skimArray(off int64, g *skimGuide, pace func()) (*deferre
 // base is what to add to its InputOffset for an offset in the text.
 func (t *fragmentText) resumeAfter(off int64) (dec *jsontext.Decoder, base int64, err error) {
 	const head = `{"":0`
-	dec = jsontext.NewDecoder(io.MultiReader(strings.NewReader(head), t.from(off)))
+	rest := io.Reader(bytes.NewReader(t.data[min(off, int64(len(t.data))):]))
+	if t.src != nil {
+		rest = t.src.reader(off, t.src.size)
+	}
+	dec = jsontext.NewDecoder(io.MultiReader(strings.NewReader(head), rest))
 	for range 3 { // {, "", 0
 		if _, err := dec.ReadToken(); err != nil {
 			return nil, 0, errSkim
