@@ -69,6 +69,12 @@ type reusable struct {
 // none, and indexing a million sums costs more than decoding a few edits.
 const rebuildAfter = 64
 
+// giveUpAfter is how many changed elements a reload handles one by one
+// before, if they are most of those seen, it does the rest the way a load
+// from scratch does, in one pass: a policy rewritten with other spacing, or
+// other groups, changes every element.
+const giveUpAfter = 1024
+
 // guess returns the index of the element that element i of the section
 // would be if the elements moved as those found last did, or -1.
 func (r *reusable) guess(i int) int {
@@ -156,6 +162,7 @@ func (c *compiler) reuseCredentials(s *Snapshot, frags []*Fragment, opt Options,
 				if d, ok = c.credential(p, sec.kind, spec, credLoc{f, sec.name, i}, tenants, s.orgTenant, groupIdx, len(s.groupNames), groupSets); ok {
 					changed = append(changed, compiled{p, d})
 					creds = append(creds, p)
+					ok = len(changed) <= giveUpAfter || 2*len(changed) <= len(creds)
 				}
 				return ok
 			})

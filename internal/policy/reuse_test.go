@@ -79,6 +79,9 @@ func TestReloadReuses(t *testing.T) {
 		{"sessions null", func(t *testing.T) []byte {
 			return slices.Concat(base[:len(base)-1], []byte(`, "sessions": null}`))
 		}, n, n, ""},
+		{"every key respaced", func(t *testing.T) []byte {
+			return bytes.ReplaceAll(base, []byte(`", "`), []byte(`","`))
+		}, 0, 0, ""},
 		{"the keys reformatted", func(t *testing.T) []byte {
 			return bytes.ReplaceAll(base, []byte("},\n{"), []byte("} ,\r\n\t {"))
 		}, n, n, ""},
@@ -259,14 +262,24 @@ func TestSkim(t *testing.T) {
 
 // BenchmarkReload is a reload of a policy in which one key of many changed,
 // given the snapshot before it, as the sources load: against BenchmarkLoad,
-// what reusing the unchanged credentials saves.
+// what reusing the unchanged credentials saves. With every key changed
+// (other spacing), what trying to costs.
 //
 //	go test -run '^$' -bench Reload -benchtime 20x -benchmem ./internal/policy/
 func BenchmarkReload(b *testing.B) {
-	for _, n := range []int{10_000, 100_000, 1_000_000} {
+	for _, tc := range []struct {
+		n          int
+		allChanged bool
+	}{{10_000, false}, {100_000, false}, {1_000_000, false}, {100_000, true}} {
+		n := tc.n
 		a := scalePolicy(n)
 		edited := bytes.Replace(a, []byte(`"user": "svc-0", `), []byte(`"user": "svc-renamed", `), 1)
-		b.Run(fmt.Sprintf("keys=%d", n), func(b *testing.B) {
+		name, reused := fmt.Sprintf("keys=%d", n), n-1
+		if tc.allChanged {
+			edited = bytes.ReplaceAll(a, []byte(`", "`), []byte(`","`))
+			name, reused = name+"/all-changed", 0
+		}
+		b.Run(name, func(b *testing.B) {
 			prev, err := Load([]Input{{Name: "scale.json", Data: a}}, Options{Generation: 1})
 			if err != nil {
 				b.Fatal(err)
@@ -280,7 +293,7 @@ func BenchmarkReload(b *testing.B) {
 				if err != nil {
 					b.Fatal(err)
 				}
-				if s.reused != n-1 {
+				if s.reused != reused {
 					b.Fatalf("reused %d of %d keys", s.reused, n)
 				}
 				prev, i = s, i+1

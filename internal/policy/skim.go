@@ -181,7 +181,9 @@ func (t *fragmentText) skimArray(off int64, g *skimGuide, pace func()) (*deferre
 				return nil, 0, errSkim
 			}
 			n, sum = len(v), sumText(v)
-			d.checked++
+			if d.checked++; d.checked > giveUpAfter && 2*d.checked > d.n {
+				return nil, 0, errSkim // most elements changed: decoding them in one pass is cheaper
+			}
 			g.prior.find(i, sum) // follows an element inserted or removed
 		}
 		d.add(sum, off, n)
