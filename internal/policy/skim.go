@@ -213,9 +213,11 @@ func (t *fragmentText) skimArray(off int64, g *skimGuide, pace func()) (*deferre
 // base is what to add to its InputOffset for an offset in the text.
 func (t *fragmentText) resumeAfter(off int64) (dec *jsontext.Decoder, base int64, err error) {
 	const head = `{"":0`
-	rest := io.Reader(bytes.NewReader(t.data[min(off, int64(len(t.data))):]))
+	var rest io.Reader // not restFrom's: the next skim moves that
 	if t.src != nil {
 		rest = t.src.reader(off, t.src.size)
+	} else {
+		rest = bytes.NewReader(t.data[off:])
 	}
 	dec = jsontext.NewDecoder(io.MultiReader(strings.NewReader(head), rest))
 	for range 3 { // {, "", 0

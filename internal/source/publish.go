@@ -42,13 +42,19 @@ func (p *publisher) publishSum(source string, inputs []policy.Input, sum *[32]by
 		p.store.Refuse(readErr)
 		return false, readErr
 	}
-	// While requests are being served, the load runs beside them at a low
-	// priority if it can, and paced if not; otherwise at full speed.
+	p.run(func(pace func()) { published, err = p.load(source, inputs, sum, force, pace, fields) })
+	return published, err
+}
+
+// run runs work, a load or a part of one: while requests are being served,
+// beside them at a low priority if it can, and paced if not; otherwise at
+// full speed. work gets the pace to call, nil for none.
+func (p *publisher) run(work func(pace func())) {
 	pace := p.pace()
-	if pace != nil && runBeside(func() { published, err = p.load(source, inputs, sum, force, nil, fields) }) {
-		return published, err
+	if pace != nil && runBeside(func() { work(nil) }) {
+		return
 	}
-	return p.load(source, inputs, sum, force, pace, fields)
+	work(pace)
 }
 
 // load is publishSum once inputs were read, with p.mu held.
@@ -88,15 +94,11 @@ func (p *publisher) load(source string, inputs []policy.Input, sum *[32]byte, fo
 	return true, nil
 }
 
-// fingerprint is policy.Fingerprint, run as a load is: beside the requests
-// being served if it can, paced if not. Hashing a large policy is a good
-// part of a reload's work.
+// fingerprint is policy.Fingerprint, run as a load is: hashing a large
+// policy is a good part of a reload's work.
 func (p *publisher) fingerprint(inputs []policy.Input) (sum [32]byte) {
-	pace := p.pace()
-	if pace != nil && runBeside(func() { sum = policy.Fingerprint(inputs, nil) }) {
-		return sum
-	}
-	return policy.Fingerprint(inputs, pace)
+	p.run(func(pace func()) { sum = policy.Fingerprint(inputs, pace) })
+	return sum
 }
 
 // isLast reports whether sum is the content last published or refused, so

@@ -29,10 +29,8 @@ func (s snaps) Current() *policy.Snapshot { return s.s }
 func BenchmarkCheckStoreMiss(b *testing.B) {
 	r := startRedis(b)
 	s := open(b, r, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	w := watch(ctx, s)
-	b.Cleanup(func() { cancel(); w.wg.Wait() })
-	w.waitSubscribed(b, s)
+	ctx := context.Background()
+	watchSubscribed(b, s)
 	snap, err := policy.Load([]policy.Input{{Name: "p.yaml", Data: []byte(benchPolicy)}}, policy.Options{Generation: 1})
 	if err != nil {
 		b.Fatal(err)

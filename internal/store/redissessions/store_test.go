@@ -238,10 +238,8 @@ func TestExpiry(t *testing.T) {
 func TestWatch(t *testing.T) {
 	r := startRedis(t)
 	a, b := open(t, r, nil), open(t, r, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	w := watch(ctx, b)
-	defer func() { cancel(); w.wg.Wait() }()
-	w.waitSubscribed(t, b)
+	ctx := context.Background()
+	w := watchSubscribed(t, b)
 
 	tok, sess, err := a.Create(ctx, newSession("dave", "", time.Hour))
 	if err != nil {
@@ -272,10 +270,8 @@ func TestWatch(t *testing.T) {
 func TestRevokeForgetsHere(t *testing.T) {
 	r := startRedis(t)
 	s := open(t, r, nil)
-	ctx, cancel := context.WithCancel(context.Background())
-	w := watch(ctx, s)
-	defer func() { cancel(); w.wg.Wait() }()
-	w.waitSubscribed(t, s)
+	ctx := context.Background()
+	w := watchSubscribed(t, s)
 
 	tok, sess, err := s.Create(ctx, newSession("frank", "", time.Hour))
 	if err != nil {
@@ -302,10 +298,8 @@ func TestOutage(t *testing.T) {
 	r := startRedis(t)
 	reg := prometheus.NewRegistry()
 	s := open(t, r, reg)
-	ctx, cancel := context.WithCancel(context.Background())
-	w := watch(ctx, s)
-	defer func() { cancel(); w.wg.Wait() }()
-	w.waitSubscribed(t, s)
+	ctx := context.Background()
+	w := watchSubscribed(t, s)
 	resyncs := w.resyncs()
 
 	r.Kill()
@@ -354,6 +348,17 @@ func TestOutage(t *testing.T) {
 	if _, _, err := s.Create(ctx, newSession("erin", "", time.Hour)); err != nil {
 		t.Errorf("create after recovery: %v", err)
 	}
+}
+
+// watchSubscribed runs s.Watch until the test ends and returns once it is
+// subscribed.
+func watchSubscribed(t testing.TB, s *redissessions.Store) *watcher {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	w := watch(ctx, s)
+	t.Cleanup(func() { cancel(); w.wg.Wait() })
+	w.waitSubscribed(t, s)
+	return w
 }
 
 type watcher struct {
