@@ -7,6 +7,7 @@
 //	go run ./test/load -mode http [-rounds 5 -duration 10s -concurrency 50 -keys 10000]
 //	go run ./test/load -session signed | -ratelimit local|redis [-rounds 5 ...]
 //	go run ./test/load -soak 10m [-keys 5000 -concurrency 20 -connections 4]
+//	go run ./test/load -write-policy big.json -keys 1000000
 //
 // It builds keygate, generates a policy, starts the floor and keygate as
 // separate processes pinned to CPU 0 (when taskset exists) and drives them
@@ -56,6 +57,7 @@ type config struct {
 	rateLimit      string        // "", local or redis: the key spends from a rate limit (ratelimit.go)
 	session        string        // "" or signed: a signed-in user's session instead of the key (session.go)
 	keygateArgs    []string      // further serve flags, set by bench
+	writePolicy    string        // write the generated policy here and stop
 }
 
 func parseConfig(args []string, stderr io.Writer) (*config, error) {
@@ -77,6 +79,7 @@ func parseConfig(args []string, stderr io.Writer) (*config, error) {
 	fs.StringVar(&c.rateLimit, "ratelimit", "", "local or redis: the load's key has its own rate limit (too large to run out), counted in keygate (--ratelimit-store local) or in a redis-server the harness starts (needs redis-server); empty: no limit")
 	fs.StringVar(&c.session, "session", "", "signed: every request carries a signed session (an Ed25519 JWT made per run, verified with --session-verify-key) in the session header instead of the API key, and the load's endpoint requires a session; empty: the API key")
 	fs.DurationVar(&c.soak, "soak", 0, "if set, run a soak this long instead of the rounds: load with K_stay while the policy is rewritten every second, alternately with and without K_flip (defaults then: -keys 5000 -concurrency 20 -connections 4)")
+	fs.StringVar(&c.writePolicy, "write-policy", "", "write the policy the rounds serve (-keys keys with names and environments, as JSON) to this file and stop: the large policy the load-at-scale figures measure")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -126,6 +129,13 @@ func run(args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		fmt.Fprintln(stderr, "load:", err)
 		return 2
+	}
+	if cfg.writePolicy != "" {
+		if err := writeGenerated(cfg.writePolicy, cfg.keys); err != nil {
+			fmt.Fprintln(stderr, "load:", err)
+			return 1
+		}
+		return 0
 	}
 	dir, err := os.MkdirTemp("", "keygate-load-")
 	if err != nil {

@@ -93,6 +93,19 @@ func writeFile(path string, data []byte) error {
 	return os.Rename(tmp.Name(), path)
 }
 
+// writeGenerated writes the policy of n keys the rounds would serve to path.
+func writeGenerated(path string, n int) error {
+	bp, err := generatePolicy(n)
+	if err != nil {
+		return err
+	}
+	data, _, err := bp.variants()
+	if err != nil {
+		return err
+	}
+	return writeFile(path, data)
+}
+
 // variants are the policy as JSON (keygate decodes it faster than YAML) in
 // two versions that differ in one key's name only, so that swapping them
 // makes keygate reload the same keys.
