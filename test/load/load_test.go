@@ -4,11 +4,13 @@ import (
 	"bytes"
 	"io"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/keygate/keygate/internal/policy"
 	"github.com/keygate/keygate/test/internal/harness"
 )
 
@@ -103,6 +105,23 @@ func TestParseConfigSession(t *testing.T) {
 		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr)):
 			t.Errorf("parseConfig(%q) = %v, want an error about %q", tc.args, err, tc.wantErr)
 		}
+	}
+}
+
+// TestWritePolicy: -write-policy writes the policy the rounds serve, one
+// keygate loads with every key, and starts nothing.
+func TestWritePolicy(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "big.json")
+	var stderr strings.Builder
+	if code := run([]string{"-write-policy", path, "-keys", "300"}, io.Discard, &stderr); code != 0 {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	snap, err := policy.LoadPath(path, policy.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := snap.Counts().APIKeys; got != 300 {
+		t.Errorf("the written policy has %d keys, want 300", got)
 	}
 }
 
